@@ -4,8 +4,10 @@
     python eval.py --model_name_or_path outputs/instruct --dataset examples/instruct/test.json --compare_base
 """
 
+import ast
 import logging
 import re
+from collections import Counter
 
 logger = logging.getLogger("eval")
 
@@ -42,6 +44,117 @@ def metric_rouge(rows):
 
 
 # --- task metrics (FinQA execution accuracy, skill call_match, SQL matches) go below this line ---
+
+
+# Skill calling (issue 4): request -> one function call such as weather(location="Berlin").
+
+
+def parse_predicted_call(text):
+    """First call in a model answer -> (name, positional values, {key: value}) or None; ast only, never eval.
+
+    The model may run on after the call (a second line, a stray token), so the longest prefix of the first line that
+    parses as a call wins.
+    """
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    if not lines:
+        return None
+    line = lines[0]
+    ends = [index + 1 for index, char in enumerate(line) if char == ")"]
+    for end in [len(line)] + ends[::-1]:
+        try:
+            node = ast.parse(line[:end], mode="eval").body
+        except (SyntaxError, ValueError):
+            continue
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+            return None
+        keys = [keyword.arg for keyword in node.keywords]
+        if None in keys or len(set(keys)) != len(keys):
+            return None
+        values = [call_literal(arg) for arg in node.args]
+        return node.func.id, values, {keyword.arg: call_literal(keyword.value) for keyword in node.keywords}
+    return None
+
+
+def call_literal(node):
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return ast.unparse(node)
+
+
+def prompt_signatures(prompt):
+    """{skill: [parameter names]} from the 'Skills: weather(location), ...' line that training_data.py -t writes."""
+    match = re.search(r"^Skills:(.*)$", str(prompt), flags=re.MULTILINE)
+    signatures = {}
+    for name, parameters in re.findall(r"(\w+)\(((?:[^()\"]|\"[^\"]*\")*)\)", match.group(1) if match else ""):
+        signatures[name] = re.findall(r"(?:^|,)\s*(\w+)", parameters)
+    return signatures
+
+
+def call_arguments(call, names):
+    """Keyword dict of a parsed call; positional values take the signature's names in order. None if they clash."""
+    name, values, keywords = call
+    arguments = dict(keywords)
+    for index, value in enumerate(values):
+        key = names[index] if index < len(names) else f"_{index}"
+        if key in arguments:
+            return None
+        arguments[key] = value
+    # an empty value means the same as leaving the argument out: weather(location="") == weather()
+    return {key: value for key, value in arguments.items() if normalize_text(value)}
+
+
+def call_values_match(predicted, reference):
+    if normalize_text(predicted) == normalize_text(reference):
+        return True
+    # math questions: "2+2" and "2 + 2" are the same expression
+    try:
+        return ast.dump(ast.parse(str(predicted), mode="eval")) == ast.dump(ast.parse(str(reference), mode="eval"))
+    except (SyntaxError, ValueError):
+        return False
+
+
+def metric_call_match(rows):
+    totals = {}
+    confusions = Counter()
+    unparsable = 0
+    for row in rows:
+        reference = parse_predicted_call(row["reference"])
+        predicted = parse_predicted_call(row["prediction"])
+        reference_skill = reference[0] if reference else "unparsable_reference"
+        row["predicted_skill"] = predicted[0] if predicted else None
+        row["call_correct"] = False
+        if predicted is None:
+            unparsable += 1
+        if reference and predicted and predicted[0] == reference[0]:
+            names = prompt_signatures(row.get("prompt", "")).get(reference[0]) or list(reference[2])
+            wanted, got = call_arguments(reference, names), call_arguments(predicted, names)
+            row["call_correct"] = (
+                wanted is not None
+                and got is not None
+                and wanted.keys() == got.keys()
+                and all(call_values_match(got[key], wanted[key]) for key in wanted)
+            )
+        skill_correct = bool(reference and predicted and predicted[0] == reference[0])
+        if not skill_correct:
+            confusions[f"{reference_skill}->{row['predicted_skill'] or 'unparsable'}"] += 1
+        for key in ("all", reference_skill):
+            total = totals.setdefault(key, [0, 0, 0])
+            total[0] += 1
+            total[1] += skill_correct
+            total[2] += row["call_correct"]
+    scores = {}
+    for key, (count, skill_hits, call_hits) in sorted(totals.items(), key=lambda item: (item[0] != "all", item[0])):
+        suffix = "" if key == "all" else f"/{key}"
+        scores[f"full_call_accuracy{suffix}"] = call_hits / count
+        scores[f"skill_name_accuracy{suffix}"] = skill_hits / count
+    scores.setdefault("full_call_accuracy", 0.0)
+    scores.setdefault("skill_name_accuracy", 0.0)
+    scores["unparsable_predictions"] = unparsable
+    # most frequent first, so the summary reads as a to-do list
+    ranked = sorted(confusions.items(), key=lambda item: (-item[1], item[0]))
+    scores["confusions"] = ", ".join(f"{pair}:{count}" for pair, count in ranked) or "none"
+    return scores
 
 
 # SQL metrics (issue 6): exact match after normalisation and execution match on a synthetic SQLite database
@@ -180,6 +293,7 @@ def metric_sql_execution_match(rows):
 METRICS = {
     "exact_match": metric_exact_match,
     "rouge": metric_rouge,
+    "call_match": metric_call_match,
     "sql_exact_match": metric_sql_exact_match,
     "sql_execution_match": metric_sql_execution_match,
 }
