@@ -473,13 +473,190 @@ def collect_skill_examples(args):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+SQL_INSTRUCTION = "Write an SQLite query that answers the question, using the tables below."
+SQL_TEST_SPLITS = ("test", "eval", "validation", "valid", "dev")
+SQL_FILE_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv")
+
+
 def add_text2sql_arguments(parser):
     group = parser.add_argument_group("text-to-SQL")
-    group.add_argument("--sql_data", help="sql-create-context style data (question, context, answer): file or hub name.")
+    group.add_argument("--sql_data", help="question/context/answer (sql-create-context) or input/output "
+                       "(Llama-2-SQL-Dataset) records: a .json/.jsonl/.parquet/.csv file or a hub dataset name.")
+    group.add_argument("--sql_split", default="train", help="--sql_data: hub split to train on.")
+    group.add_argument("--sql_test_data", help="--sql_data: test file (default: the sibling file with 'train' "
+                       "replaced by 'test' in its name, e.g. stage2_train.json -> stage2_test.json).")
+    group.add_argument("--sql_test_split", help="--sql_data: hub test split (default: the first of "
+                       + ", ".join(SQL_TEST_SPLITS) + " that exists).")
+    group.add_argument("--sql_test_fraction", type=float, default=0.1,
+                       help="--sql_data: share held out as test when there is no test file or split.")
+    group.add_argument("--sql_max_records", type=int, help="--sql_data: keep at most this many train records.")
+    group.add_argument("--sql_max_test_records", type=int, help="--sql_data: keep at most this many test records.")
+    group.add_argument("--sql_seed", type=int, default=42, help="--sql_data: seed for the held-out split and caps.")
+    # the FinQA section may define --output_dir too; argparse refuses a second definition
+    if "--output_dir" not in parser._option_string_actions:
+        parser.add_argument("--output_dir", help="Folder for the prepared train.json and test.json.")
+
+
+def sql_prompt(context, question):
+    # kept short: every prompt token costs CPU time during training and evaluation
+    return f"{SQL_INSTRUCTION}\nTables: {context.strip()}\nQuestion: {question.strip()}\nSQL:"
+
+
+def sql_sections(text):
+    """'### Header:' sections of an already built prompt, e.g. {'instruction': ..., 'input': ..., 'response': ''}."""
+    parts = re.split(r"^\s*###\s*([A-Za-z ]+?)\s*:\s*", text, flags=re.MULTILINE)
+    return {header.strip().lower(): body.strip() for header, body in zip(parts[1::2], parts[2::2])}
+
+
+def sql_create_statements(text):
+    return "; ".join(m.strip() for m in re.findall(r"CREATE\s+TABLE\s+[^;()]+\([^()]*\)", text, flags=re.IGNORECASE))
+
+
+def read_sql_file(path):
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SQL_FILE_SUFFIXES:
+        fail(f"{path}: unsupported file type '{suffix}'; use one of {', '.join(SQL_FILE_SUFFIXES)}")
+    if suffix in (".parquet", ".csv"):
+        import pandas
+
+        try:
+            frame = pandas.read_parquet(path) if suffix == ".parquet" else pandas.read_csv(path, keep_default_na=False)
+        except Exception as error:  # pandas raises many types for unreadable files
+            fail(f"{path}: cannot read {suffix[1:]} file: {error}")
+        return frame.to_dict("records")
+    text = path.read_text(encoding="utf-8")
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            fail(f"{path}:{error.lineno}: invalid JSON ({error.msg}); expected a list of records")
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            data = data["data"]
+        if not isinstance(data, list):
+            fail(f"{path}: expected a JSON list of records, found {type(data).__name__}")
+        return data
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                fail(f"{path}:{number}: invalid JSON line ({error.msg})")
+    return records
+
+
+def load_sql_hub(name, split, test_split):
+    """(train records, test records or None) from a hub dataset; offline runs need it in the local cache."""
+    try:
+        from datasets import load_dataset
+
+        dataset = load_dataset(name)
+    except Exception as error:  # network, cache and format errors all end here
+        fail(f"cannot load hub dataset '{name}': {str(error).splitlines()[0] if str(error) else type(error).__name__} "
+             "(check the name, the network or HF_HUB_OFFLINE with a filled cache)")
+    if split not in dataset:
+        fail(f"hub dataset '{name}' has no split '{split}'; splits: {', '.join(dataset)} (use --sql_split)")
+    if test_split and test_split not in dataset:
+        fail(f"hub dataset '{name}' has no split '{test_split}'; splits: {', '.join(dataset)} (use --sql_test_split)")
+    test_split = test_split or next((s for s in SQL_TEST_SPLITS if s in dataset and s != split), None)
+    return list(dataset[split]), (list(dataset[test_split]) if test_split else None)
+
+
+def sql_record(record, where):
+    """One prompt/completion record from question/context/answer or input/output columns."""
+    if not isinstance(record, dict):
+        fail(f"{where}: expected an object with question/context/answer fields, found {type(record).__name__}")
+    if all(isinstance(record.get(key), str) for key in ("question", "context", "answer")):
+        context, question, answer = record["context"], record["question"], record["answer"]
+        return {"prompt": sql_prompt(context, question), "completion": answer.strip(), "context": context,
+                "question": question}
+    if all(isinstance(record.get(key), str) for key in ("input", "output")):
+        text, answer = record["input"], record["output"]
+        sections = sql_sections(text)
+        context = sql_create_statements(text)
+        # rebuild our own short prompt when the built one can be taken apart, so both training stages see one format
+        if "context" in sections and "input" in sections:
+            question = sections["input"]
+        elif "input" in sections and "instruction" in sections and sql_create_statements(sections["input"]):
+            question = sections["instruction"]
+        else:
+            question = None
+        if context and question:
+            return {"prompt": sql_prompt(context, question), "completion": answer.strip(), "context": context,
+                    "question": question}
+        return {"prompt": text.rstrip(), "completion": answer.strip(), "context": context}
+    found = ", ".join(sorted(map(str, record))) or "none"
+    fail(f"{where}: needs string fields question, context, answer (sql-create-context) or input, output "
+         f"(Llama-2-SQL-Dataset); found: {found}")
+
+
+def sql_sample(records, limit, rng):
+    if limit is None or len(records) <= limit:
+        return records
+    return [records[i] for i in sorted(rng.sample(range(len(records)), limit))]
 
 
 def prepare_text2sql(args):
-    fail("text-to-SQL preparation is not written yet")
+    if not args.output_dir:
+        fail("--sql_data needs --output_dir, e.g. --output_dir data/text2sql")
+    if not 0 <= args.sql_test_fraction < 1:
+        fail(f"--sql_test_fraction must be in [0, 1), got {args.sql_test_fraction}")
+    rng = random.Random(args.sql_seed)
+    source = Path(args.sql_data)
+    if source.is_dir():
+        source = next((source / n for n in ("train.json", "train.jsonl", "train.parquet") if (source / n).is_file()),
+                      source)
+    if source.is_file():
+        train_raw, train_name = read_sql_file(source), str(source)
+        test_path = Path(args.sql_test_data) if args.sql_test_data else source.with_name(source.name.replace("train", "test"))
+        if args.sql_test_data and not test_path.is_file():
+            fail(f"--sql_test_data {test_path}: file not found")
+        if test_path.is_file() and test_path != source:
+            test_raw, test_name = read_sql_file(test_path), str(test_path)
+            logger.info("test split: %s", test_path)
+        else:
+            test_raw, test_name = None, None
+    elif source.is_dir():
+        fail(f"--sql_data {source}: folder without train.json, train.jsonl or train.parquet")
+    elif source.suffix.lower() in SQL_FILE_SUFFIXES or args.sql_data.count("/") != 1:
+        fail(f"--sql_data {args.sql_data}: file not found (or give a hub name like b-mc2/sql-create-context)")
+    else:
+        train_raw, test_raw = load_sql_hub(args.sql_data, args.sql_split, args.sql_test_split)
+        train_name, test_name = f"{args.sql_data}[{args.sql_split}]", f"{args.sql_data}[test]"
+    train = [sql_record(r, f"{train_name} record {i}") for i, r in enumerate(train_raw)]
+    if test_raw is None:
+        # no separate test data: hold out a deterministic share so that test questions are never trained on
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        n_test = round(len(train) * args.sql_test_fraction)
+        held = set(order[:n_test])
+        test = [r for i, r in enumerate(train) if i in held]
+        train = [r for i, r in enumerate(train) if i not in held]
+        logger.info("no test split found: held out %d of %d records (--sql_test_fraction)", n_test, len(order))
+    else:
+        test = [sql_record(r, f"{test_name} record {i}") for i, r in enumerate(test_raw)]
+    if not train:
+        fail(f"{train_name}: no records")
+    train, test = sql_sample(train, args.sql_max_records, rng), sql_sample(test, args.sql_max_test_records, rng)
+    for split, records in (("train", train), ("test", test)):
+        for i, record in enumerate(records):
+            record["id"] = f"sql-{split}-{i}"
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name, records in (("train.json", train), ("test.json", test)):
+        handle, temporary = tempfile.mkstemp(dir=output_dir, prefix=f".{name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                json.dump(records, stream, indent=1, ensure_ascii=False)
+                stream.write("\n")
+            os.replace(temporary, output_dir / name)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    rebuilt = sum("question" in r for r in train + test)
+    logger.info("wrote %d train and %d test records to %s (%d with our prompt, %d with the source's prompt)",
+                len(train), len(test), output_dir, rebuilt, len(train) + len(test) - rebuilt)
 
 
 def main(argv=None):
