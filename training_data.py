@@ -9,13 +9,17 @@ import argparse
 import ast
 import json
 import logging
+import math
 import os
 import random
 import re
+import signal
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 logger = logging.getLogger("training_data")
@@ -30,14 +34,820 @@ def fail(message):
 # FinQA / ConvFinQA (issue 3)
 # ---------------------------------------------------------------------------------------------------------------------
 
+FINQA_SPLITS = ("train", "dev", "test")
+FINQA_INSTRUCTION = (
+    "Answer the question about the financial report below. Write Python code that computes the answer and stores it "
+    "in a variable named `ans`."
+)
+FINQA_OPS = {
+    "add": "{0} + {1}",
+    "subtract": "{0} - {1}",
+    "multiply": "{0} * {1}",
+    "divide": "{0} / {1}",
+    "exp": "{0} ** {1}",
+    "greater": "{0} > {1}",
+}
+FINQA_TABLE_OPS = {
+    "table_sum": "sum({0})",
+    "table_average": "sum({0}) / len({0})",
+    "table_max": "max({0})",
+    "table_min": "min({0})",
+}
+FINQA_STEP_NAMES = {
+    "add": "total",
+    "subtract": "difference",
+    "multiply": "product",
+    "divide": "ratio",
+    "exp": "power",
+    "greater": "is_greater",
+}
+# Words that carry no meaning in a variable name taken from the sentence around a number.
+FINQA_NAME_STOPWORDS = set(
+    "a an the of in on at to by for from and or was were is are be been as with its their our this that these those "
+    "approximately about around nearly over under total totaled totaling increased decreased increase decrease "
+    "compared million millions billion billions thousand thousands percent respectively which we had has have "
+    "during year years ended fiscal end than versus vs".split()
+)
+FINQA_RESERVED_NAMES = {"ans", "sum", "len", "max", "min", "abs", "round", "list", "float", "int", "value"}
+FINQA_DROP_WARNINGS = 20
+# Modules the generated code gets refused: processes, sockets, native calls, file trees, the raw os layer.
+FINQA_BLOCKED_MODULES = (
+    "subprocess _posixsubprocess multiprocessing _multiprocessing socket _socket ssl _ssl select selectors asyncio "
+    "ctypes _ctypes shutil pty tty fcntl posix nt urllib urllib.request http http.client ftplib smtplib telnetlib "
+    "webbrowser gc _imp signal mmap resource sqlite3 _sqlite3 tempfile pathlib glob zipfile tarfile"
+).split()
+FINQA_BLOCKED_OS = (
+    "system popen fork forkpty vfork execv execve execvp execvpe execl execle execlp execlpe spawnv spawnve spawnvp "
+    "spawnvpe spawnl spawnle spawnlp spawnlpe posix_spawn posix_spawnp kill killpg remove unlink rmdir removedirs "
+    "rename renames replace mkdir makedirs mkfifo mknod link symlink chmod fchmod lchmod chown fchown lchown truncate "
+    "ftruncate write writev pwrite pwritev open openpty dup dup2 setsid setpgid setuid setgid putenv unsetenv chdir "
+    "fchdir chroot utime sendfile _exit abort register_at_fork pipe pipe2 memfd_create"
+).split()
+# The child applies its own limits before it reads the generated code, instead of a preexec_fn in the parent:
+# preexec_fn is unsafe when the parent runs threads (the teacher pool, torch in eval.py). As root it also moves into a
+# fresh network namespace (no interface but loopback) and drops to nobody, so file and network access fail at the
+# kernel, not only at the Python-level guards below (which a determined program could get around).
+FINQA_SANDBOX_BOOTSTRAP = r'''
+import builtins, io, json, math, numbers, os, resource, sys, types
+import datetime, decimal, fractions, statistics
+request = json.loads(sys.stdin.read())
+result_fd = os.dup(1)
+null_fd = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null_fd, fd)
+real_write, real_exit, dumps = os.write, os._exit, json.dumps
+
+def send(payload):
+    data = dumps(payload).encode()
+    while data:
+        data = data[real_write(result_fd, data):]
+    real_exit(0)
+
+if os.geteuid() == 0:
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).unshare(0x40000000)
+    except Exception:
+        pass
+    try:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    except OSError:
+        pass
+limit_bytes = int(request["memory_mb"]) * 1024 * 1024
+resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+resource.setrlimit(resource.RLIMIT_CPU, (int(request["cpu_s"]), int(request["cpu_s"]) + 1))
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+def blocked(*args, **kwargs):
+    raise PermissionError("blocked in the sandbox")
+
+real_open, real_file_io = builtins.open, io.FileIO
+
+def guarded_open(file, mode="r", *args, **kwargs):
+    if not isinstance(file, (str, bytes)) or any(flag in mode for flag in "wax+"):
+        raise PermissionError("writing files is blocked in the sandbox")
+    return real_open(file, mode, *args, **kwargs)
+
+def guarded_file_io(file, mode="r", *args, **kwargs):
+    if not isinstance(file, (str, bytes)) or any(flag in mode for flag in "wax+"):
+        raise PermissionError("writing files is blocked in the sandbox")
+    return real_file_io(file, mode, *args, **kwargs)
+
+builtins.open = io.open = guarded_open
+io.FileIO = guarded_file_io
+for module in (os, sys.modules.get("posix")):
+    for name in request["blocked_os"]:
+        if module is not None and hasattr(module, name):
+            setattr(module, name, blocked)
+
+def refuse(name):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    raise PermissionError("this module is blocked in the sandbox")
+
+for name in request["blocked_modules"]:
+    stub = types.ModuleType(name)
+    stub.__getattr__ = refuse
+    sys.modules[name] = stub
+
+class Captured(io.StringIO):
+    def write(self, text):
+        if self.tell() < 2000:
+            super().write(str(text)[:2000])
+        return len(text)
+
+captured = sys.stdout = sys.stderr = Captured()
+namespace = {"__name__": "__main__", "__builtins__": builtins}
+try:
+    program = compile(request["code"], "<generated>", "exec")
+except (SyntaxError, ValueError) as error:
+    send({"status": "syntax_error", "message": str(error)[:300]})
+try:
+    exec(program, namespace)
+except MemoryError:
+    send({"status": "memory", "message": "MemoryError"})
+except PermissionError as error:
+    send({"status": "blocked", "message": str(error)[:300]})
+except RecursionError:
+    send({"status": "runtime_error", "message": "RecursionError"})
+except BaseException as error:
+    send({"status": "runtime_error", "message": (type(error).__name__ + ": " + str(error))[:300]})
+if "ans" not in namespace:
+    send({"status": "no_ans", "message": "the code never sets ans"})
+answer = namespace["ans"]
+try:
+    if isinstance(answer, bool) or type(answer).__name__ == "bool_":
+        answer = bool(answer)
+    elif isinstance(answer, numbers.Real) or hasattr(answer, "__float__"):
+        answer = float(answer)
+        if not math.isfinite(answer):
+            answer = repr(answer)
+    else:
+        answer = str(answer)[:200]
+except BaseException as error:
+    send({"status": "runtime_error", "message": "ans cannot be read: " + type(error).__name__})
+send({"status": "ok", "answer": answer, "stdout": io.StringIO.getvalue(captured)[:2000]})
+'''
+
+
+def finqa_run_code(code, timeout=5.0, memory_mb=512):
+    """Run untrusted code in a fresh, isolated Python process; return (answer, status, message).
+
+    status is "ok" (answer is a float, bool or str) or a drop reason: timeout, memory, blocked, syntax_error,
+    runtime_error, no_ans, crashed."""
+    request = {
+        "code": code,
+        "memory_mb": memory_mb,
+        "cpu_s": max(1, math.ceil(timeout)),
+        "blocked_os": FINQA_BLOCKED_OS,
+        "blocked_modules": FINQA_BLOCKED_MODULES,
+    }
+    with tempfile.TemporaryDirectory(prefix="finqa_sandbox_") as workdir:
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", FINQA_SANDBOX_BOOTSTRAP],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=workdir,
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+            start_new_session=True,
+        )
+        try:
+            output, _ = process.communicate(json.dumps(request).encode(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None, "timeout", f"no answer within {timeout:g}s"
+        finally:
+            # The whole session goes, so nothing the code managed to start outlives it.
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            process.wait()
+    try:
+        payload = json.loads(output.decode("utf-8", "replace"))
+    except ValueError:
+        code_signal = -process.returncode if process.returncode and process.returncode < 0 else None
+        if code_signal in (signal.SIGXCPU, signal.SIGKILL):
+            return None, "timeout", f"killed by signal {code_signal}"
+        if code_signal == signal.SIGXFSZ:
+            return None, "blocked", "tried to write a file"
+        return None, "crashed", f"exit status {process.returncode} without an answer"
+    if payload.get("status") == "ok":
+        return payload.get("answer"), "ok", payload.get("stdout", "")
+    return None, payload.get("status", "crashed"), payload.get("message", "")
+
+
+def finqa_answers_match(predicted, gold, rel_tol=1e-3, abs_tol=1e-4):
+    """FinQA's conventions: yes/no for comparisons, 25% == 0.25, small rounding differences allowed."""
+    if isinstance(gold, str) and gold.strip().lower() in ("yes", "no"):
+        if isinstance(predicted, bool):
+            predicted = "yes" if predicted else "no"
+        return isinstance(predicted, str) and predicted.strip().lower() == gold.strip().lower()
+    try:
+        gold_value = float(str(gold).replace(",", "").replace("%", "").strip()) if isinstance(gold, str) else float(gold)
+        if isinstance(gold, str) and gold.strip().endswith("%"):
+            gold_value /= 100
+        if isinstance(predicted, bool) or predicted is None:
+            return False
+        predicted_value = float(predicted)
+    except (TypeError, ValueError):
+        return False
+    if not (math.isfinite(predicted_value) and math.isfinite(gold_value)):
+        return False
+    for candidate in (predicted_value, predicted_value / 100, predicted_value * 100):
+        if math.isclose(candidate, gold_value, rel_tol=rel_tol, abs_tol=abs_tol):
+            return True
+        if round(candidate, 2) == round(gold_value, 2) and abs(gold_value) >= 1:
+            return True
+    return False
+
+
+def finqa_number(text):
+    """FinQA's str_to_num: '1,234' -> 1234.0, '6.9%' -> 0.069, 'const_m1' -> -1.0; None when not a number."""
+    text = str(text).replace(",", "").strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text.endswith("%"):
+        try:
+            return float(text[:-1]) / 100
+        except ValueError:
+            return None
+    if text.startswith("const_"):
+        try:
+            return -1.0 if text == "const_m1" else float(text[len("const_"):])
+        except ValueError:
+            return None
+    return None
+
+
+def finqa_cell_number(cell):
+    """A table cell as FinQA's table ops read it: '$ 1,234 ( 2 )' -> 1234.0."""
+    text = str(cell).replace("$", "").strip().split("(")[0].strip()
+    return finqa_number(text)
+
+
+def finqa_parse_program(program):
+    """'subtract(5, 3), divide(#0, 3)' -> [("subtract", ["5", "3"]), ("divide", ["#0", "3"])]; ValueError if bad."""
+    text = str(program).strip()
+    if text and finqa_number(text) is not None:
+        return [("value", [text])]  # ConvFinQA turns that only read off one number
+    steps = []
+    position = 0
+    for match in re.finditer(r"\s*(\w+)\(([^()]*)\)\s*(,|$)", text):
+        if match.start() != position:
+            raise ValueError(f"cannot read {text[position:match.start() + 20]!r}")
+        position = match.end()
+        operation, inner = match.group(1), match.group(2)
+        if operation in FINQA_TABLE_OPS:
+            # A row name can hold commas; only the trailing ", none" is a separate argument.
+            row = inner.rsplit(",", 1)[0] if inner.rstrip().endswith("none") else inner
+            steps.append((operation, [row.strip()]))
+            continue
+        if operation not in FINQA_OPS:
+            raise ValueError(f"unknown operation {operation!r}")
+        arguments = [part.strip() for part in inner.split(",")]
+        if len(arguments) != 2:
+            raise ValueError(f"{operation} needs 2 arguments, got {len(arguments)}")
+        for argument in arguments:
+            reference = re.fullmatch(r"#(\d+)", argument)
+            if reference and int(reference.group(1)) >= len(steps):
+                raise ValueError(f"{argument} refers to a later step")
+            if not reference and finqa_number(argument) is None:
+                raise ValueError(f"argument {argument!r} is not a number")
+        steps.append((operation, arguments))
+    if not steps or position != len(text):
+        raise ValueError(f"cannot read {text[position:position + 20]!r}")
+    return steps
+
+
+def finqa_slug(text, max_words=5):
+    words = re.findall(r"[a-z0-9]+", str(text).lower())
+    return "_".join(words[:max_words])
+
+
+def finqa_identifier(*parts):
+    parts = [part for part in parts if part]
+    if parts and parts[0][0].isdigit() and len(parts) > 1 and not parts[1][0].isdigit():
+        parts = [parts[1], parts[0], *parts[2:]]  # "revenue_2019" reads better than "2019_revenue"
+    name = "_".join(parts)[:48].strip("_")
+    if not name or name[0].isdigit():
+        name = f"value_{name}".strip("_")
+    return name
+
+
+def finqa_name_quantity(value, record):
+    """Name a number from the program after the table cell or the words before it in the text."""
+    table = record["table"]
+    header = table[0] if table else []
+    for row in table[1:]:
+        for column, cell in enumerate(row[1:], start=1):
+            number = finqa_cell_number(cell)
+            if number is not None and value != 0 and math.isclose(abs(number), abs(value), rel_tol=1e-9):
+                column_name = finqa_slug(header[column], 3) if column < len(header) else ""
+                return finqa_identifier(finqa_slug(row[0], 4), column_name)
+    for sentence in record["sentences"]:
+        tokens = re.findall(r"[a-z][a-z\-']*|\$?-?\d[\d,]*\.?\d*%?", sentence.lower())
+        for index, token in enumerate(tokens):
+            number = finqa_number(token.lstrip("$"))
+            if number is None:
+                continue
+            if math.isclose(number, value, rel_tol=1e-9) or (token.endswith("%") and math.isclose(number * 100, value)):
+                words = [w for w in tokens[max(0, index - 6):index] if w[0].isalpha() and w not in FINQA_NAME_STOPWORDS]
+                if words:
+                    return finqa_identifier(finqa_slug(" ".join(words[-3:]), 3))
+    return "value"
+
+
+def finqa_literal(text):
+    """A program number as Python source: '1,234.50' -> '1234.50', '6.9%' -> '6.9 / 100', 'const_m1' -> '-1'."""
+    text = str(text).replace(",", "").strip()
+    if text.startswith("const_"):
+        text = "-1" if text == "const_m1" else text[len("const_"):]
+    percent = text.endswith("%")
+    text = text[:-1].strip() if percent else text
+    if not re.fullmatch(r"-?(0|[1-9]\d*)(\.\d+)?", text):
+        text = repr(float(text))
+    return f"{text} / 100" if percent else text
+
+
+def finqa_find_row(table, name):
+    """FinQA looks a row up by its first cell; the last row of that name wins, as in its executor."""
+    wanted = " ".join(str(name).lower().split())
+    found = None
+    for row in table[1:] if len(table) > 1 else table:
+        if row and " ".join(str(row[0]).lower().split()) == wanted:
+            found = row
+    return found
+
+
+def finqa_translate(program, record):
+    """Translate a FinQA program into Python that names its quantities and sets `ans`; ValueError(reason, detail)."""
+    try:
+        steps = finqa_parse_program(program)
+    except ValueError as error:
+        raise ValueError("bad_program", str(error)) from None
+    lines, names, used, literals = [], [], set(FINQA_RESERVED_NAMES), {}
+
+    def fresh(name):
+        name = name if name not in used else next(f"{name}_{i}" for i in range(2, 1000) if f"{name}_{i}" not in used)
+        used.add(name)
+        return name
+
+    def operand(argument):
+        if argument.startswith("#"):
+            return names[int(argument[1:])]
+        if argument.startswith("const_"):
+            literal = finqa_literal(argument)
+            return f"({literal})" if literal.startswith("-") else literal
+        key = argument.replace(",", "").strip()
+        if key not in literals:
+            value = finqa_number(key)
+            literals[key] = fresh(finqa_name_quantity(value, record))
+            lines.append(f"{literals[key]} = {finqa_literal(key)}")
+        return literals[key]
+
+    for index, (operation, arguments) in enumerate(steps):
+        last = index == len(steps) - 1
+        if operation == "value":
+            expression = operand(arguments[0])
+            step_name = expression
+        elif operation in FINQA_TABLE_OPS:
+            row = finqa_find_row(record["table"], arguments[0])
+            if row is None:
+                raise ValueError("unknown_row", f"no table row named {arguments[0]!r}")
+            values = [finqa_cell_number(cell) for cell in row[1:]]
+            if not values or None in values:
+                raise ValueError("non_numeric_row", f"row {arguments[0]!r} holds cells that are not numbers")
+            row_name = fresh(finqa_identifier(finqa_slug(row[0], 4)) if finqa_slug(row[0]) else "row")
+            lines.append(f"{row_name} = [{', '.join(repr(v) for v in values)}]")
+            expression = FINQA_TABLE_OPS[operation].format(row_name)
+            step_name = f"{row_name}_{operation.split('_')[1]}"
+        else:
+            expression = FINQA_OPS[operation].format(*(operand(argument) for argument in arguments))
+            step_name = FINQA_STEP_NAMES[operation]
+        if last:
+            lines.append(f"ans = {expression}")
+        elif operation == "value":
+            names.append(expression)
+        else:
+            names.append(fresh(step_name))
+            lines.append(f"{names[-1]} = {expression}")
+    return "\n".join(lines) + "\n"
+
+
+def finqa_format_answer(value):
+    if isinstance(value, float):
+        return f"{value:.5f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def finqa_sentences(text):
+    if isinstance(text, list):
+        return [str(sentence).strip() for sentence in text if str(sentence).strip()]
+    return [part.strip() for part in re.split(r"(?<=[.!?])\s+", str(text or "")) if part.strip()]
+
+
+def finqa_table_from_columns(columns):
+    """The re-arranged ConvFinQA table {column: {row: value}} as FinQA rows [[header...], [row, values...]]."""
+    row_names = []
+    for values in columns.values():
+        for row_name in values:
+            if row_name not in row_names:
+                row_names.append(row_name)
+    rows = [[""] + [str(column) for column in columns]]
+    for row_name in row_names:
+        rows.append([str(row_name)] + [finqa_format_answer(columns[c].get(row_name, "")) for c in columns])
+    return rows
+
+
+def finqa_count_tokens(text):
+    # An approximation that needs no tokenizer: words, numbers and punctuation marks count one each.
+    return len(re.findall(r"\w+|[^\w\s]", text))
+
+
+def finqa_context(record, gold_inds, mode, max_tokens):
+    """Pre-text, the table as '|'-separated rows, post-text; only gold evidence in gold mode; trimmed to max_tokens.
+
+    Trimming drops the least useful pieces first (plain text, then table rows, keeping the header and the gold
+    evidence longest) and keeps the order of what stays."""
+    pre_count = len(record["pre_text"])
+    units = []  # [section, position, priority, text]
+    gold_text = {int(k.split("_")[1]) for k in gold_inds if k.startswith("text_") and k.split("_")[1].isdigit()}
+    gold_rows = {int(k.split("_")[1]) for k in gold_inds if k.startswith("table_") and k.split("_")[1].isdigit()}
+    use_gold = mode == "gold" and (gold_text or gold_rows)
+    for position, sentence in enumerate(record["sentences"]):
+        if use_gold and position not in gold_text:
+            continue
+        units.append([0 if position < pre_count else 2, position, 3 if position in gold_text else 0, sentence])
+    for position, row in enumerate(record["table"]):
+        if use_gold and position not in gold_rows and position != 0:
+            continue
+        priority = 3 if position in gold_rows else 2 if position == 0 else 1
+        units.append([1, position, priority, "| " + " | ".join(str(cell).strip() for cell in row) + " |"])
+    if max_tokens and max_tokens > 0:
+        total = sum(finqa_count_tokens(unit[3]) for unit in units)
+        while units and total > max_tokens:
+            victim = min(range(len(units)), key=lambda i: (units[i][2], -units[i][0], -units[i][1]))
+            if len(units) == 1:
+                words = re.findall(r"\S+", units[0][3])
+                while words and finqa_count_tokens(" ".join(words)) > max_tokens:
+                    words.pop()
+                units[0][3] = " ".join(words)
+                break
+            total -= finqa_count_tokens(units[victim][3])
+            units.pop(victim)
+    parts = []
+    for section in (0, 1, 2):
+        lines = [unit[3] for unit in units if unit[0] == section and unit[3]]
+        if lines:
+            parts.append(("\n" if section == 1 else " ").join(lines))
+    return "\n\n".join(parts)
+
+
+def finqa_prompt(context, question, history):
+    conversation = "".join(f"Q: {q}\nA: {a}\n" for q, a in history)
+    conversation = f"Earlier in the conversation:\n{conversation}\n" if conversation else ""
+    return f"{FINQA_INSTRUCTION}\n\nReport:\n{context}\n\n{conversation}Question: {question}\n"
+
+
+def finqa_document(raw, where):
+    """pre_text, post_text and table of a FinQA or ConvFinQA record (either layout); ValueError(reason, detail)."""
+    source = raw.get("doc", raw) if isinstance(raw.get("doc"), dict) else raw
+    for field in ("pre_text", "post_text", "table"):
+        if field not in source:
+            raise ValueError("missing_field", f"{where}: missing field {'doc.' if source is not raw else ''}{field}")
+    table = source["table"]
+    if isinstance(table, dict):
+        if not all(isinstance(values, dict) for values in table.values()):
+            raise ValueError("ragged_table", f"{where}: table columns must map row names to values")
+        table = finqa_table_from_columns(table)
+    if not isinstance(table, list) or not all(isinstance(row, list) for row in table):
+        raise ValueError("ragged_table", f"{where}: table must be a list of rows")
+    widths = {len(row) for row in table}
+    if len(widths) > 1:
+        raise ValueError("ragged_table", f"{where}: table rows have different lengths {sorted(widths)}")
+    pre_text, post_text = finqa_sentences(source["pre_text"]), finqa_sentences(source["post_text"])
+    return {"pre_text": pre_text, "post_text": post_text, "sentences": pre_text + post_text, "table": table}
+
+
+def finqa_field(raw, path, where):
+    value = raw
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value or value[key] is None:
+            raise ValueError("missing_field", f"{where}: missing field {path}")
+        value = value[key]
+    return value
+
+
+def finqa_examples_from_finqa(raw, where):
+    record_id = finqa_field(raw, "id", where)
+    where = f"{where} (id {record_id})"
+    document = finqa_document(raw, where)
+    qa = finqa_field(raw, "qa", where)
+    return [{
+        "id": str(record_id),
+        "source": "finqa",
+        "document": document,
+        "question": finqa_field(raw, "qa.question", where),
+        "program": qa.get("program"),
+        "gold_answer": finqa_field(raw, "qa.exe_ans", where),
+        "gold_inds": qa.get("gold_inds") or {},
+        "history": [],
+        "where": where,
+    }]
+
+
+def finqa_examples_from_convfinqa(raw, where):
+    """One example per turn; earlier turns and their answers go into the prompt."""
+    record_id = finqa_field(raw, "id", where)
+    where = f"{where} (id {record_id})"
+    document = finqa_document(raw, where)
+    if "dialogue" in raw:
+        questions = finqa_field(raw, "dialogue.conv_questions", where)
+        programs = finqa_field(raw, "dialogue.turn_program", where)
+        answers = finqa_field(raw, "dialogue.executed_answers", where)
+        shown = raw["dialogue"].get("conv_answers") or [finqa_format_answer(a) for a in answers]
+        splits = raw["dialogue"].get("qa_split") or [False] * len(questions)
+    else:
+        questions = finqa_field(raw, "annotation.dialogue_break", where)
+        programs = finqa_field(raw, "annotation.turn_program", where)
+        answers = finqa_field(raw, "annotation.exe_ans_list", where)
+        shown = [finqa_format_answer(a) for a in answers]
+        splits = raw["annotation"].get("qa_split") or [False] * len(questions)
+    if not len(questions) == len(programs) == len(answers) == len(shown) == len(splits):
+        raise ValueError("missing_field", f"{where}: questions, turn programs and answers differ in length")
+    examples = []
+    for turn, question in enumerate(questions):
+        qa = raw.get("qa") or raw.get("qa_1" if splits[turn] else "qa_0") or {}
+        examples.append({
+            "id": f"{record_id}#turn{turn}",
+            "source": "convfinqa",
+            "document": document,
+            "question": question,
+            "program": programs[turn],
+            "gold_answer": answers[turn],
+            "gold_inds": qa.get("gold_inds") or {},
+            "history": list(zip(questions[:turn], shown[:turn])),
+            "where": f"{where} turn {turn}",
+        })
+    return examples
+
+
+def finqa_load_split(path, reader, drops, limit=None):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            records = json.load(handle)
+    except OSError as error:
+        fail(f"{path}: cannot read ({error.strerror}); point --finqa_dir/--convfinqa_dir at the dataset folder")
+    except ValueError as error:
+        fail(f"{path}: not valid JSON ({error}); expected the official list of records")
+    if not isinstance(records, list):
+        fail(f"{path}: expected a JSON list of records, got {type(records).__name__}")
+    examples = []
+    for index, raw in enumerate(records[:limit] if limit else records):
+        where = f"{path} record {index}"
+        try:
+            if not isinstance(raw, dict):
+                raise ValueError("missing_field", f"{where}: not a JSON object")
+            examples.extend(reader(raw, where))
+        except ValueError as error:
+            finqa_drop(drops, *error.args)
+    return examples
+
+
+def finqa_drop(drops, reason, detail):
+    drops[reason] += 1
+    if drops[reason] <= FINQA_DROP_WARNINGS:
+        logger.warning("dropped (%s): %s", reason, detail)
+
+
+def finqa_teacher_messages(prompt):
+    system = (
+        "You are a financial analyst who answers questions about company reports by writing short Python programs. "
+        "Name each quantity you read from the report, compute step by step, and store the final number in `ans` "
+        "(a fraction for percentages, e.g. 0.25 for 25%; True/False for yes/no questions). Reply with one ```python "
+        "code block and nothing else."
+    )
+    shots = [
+        (
+            "Report:\nnet revenue rose to $ 1450 million in 2019 .\n| | 2019 | 2018 |\n| net revenue | 1450 | 1250 |"
+            "\n\nQuestion: what was the percentage change in net revenue from 2018 to 2019?",
+            "net_revenue_2019 = 1450\nnet_revenue_2018 = 1250\nchange = net_revenue_2019 - net_revenue_2018\n"
+            "ans = change / net_revenue_2018",
+        ),
+        (
+            "Report:\n| | 2020 | 2019 | 2018 |\n| capital expenditures | 310 | 275 | 240 |\n\n"
+            "Question: what was the average capital expenditure from 2018 to 2020?",
+            "capital_expenditures = [310, 275, 240]\nans = sum(capital_expenditures) / len(capital_expenditures)",
+        ),
+    ]
+    messages = [{"role": "system", "content": system}]
+    for user, code in shots:
+        messages.append({"role": "user", "content": f"{FINQA_INSTRUCTION}\n\n{user}"})
+        messages.append({"role": "assistant", "content": f"```python\n{code}\n```"})
+    messages.append({"role": "user", "content": prompt})
+    return messages
+
+
+def finqa_extract_code(text):
+    blocks = re.findall(r"```(?:python|py)?[ \t]*\n(.*?)```", str(text or ""), flags=re.DOTALL)
+    code = blocks[0] if blocks else str(text or "")
+    return code.strip() + "\n" if code.strip() else ""
+
+
+def finqa_ask_teacher(client, model, prompt, args):
+    """One chat completion with exponential backoff; errors a retry cannot fix (400, 401, 403, 404) stop at once."""
+    retries = getattr(args, "max_retries", None)
+    delay = getattr(args, "retry_delay", None)
+    retries, delay = (5 if retries is None else retries), (1.0 if delay is None else delay)
+    for attempt in range(retries + 1):
+        try:
+            response = client.chat.completions.create(
+                model=model, messages=finqa_teacher_messages(prompt), temperature=args.teacher_temperature,
+                max_tokens=512,
+            )
+            return response.choices[0].message.content or ""
+        except Exception as error:  # the openai package raises many types; all are retried the same way
+            status = getattr(error, "status_code", None)
+            if attempt == retries or status in (400, 401, 403, 404, 422):
+                raise
+            wait = delay * 2 ** attempt * (1 + random.random() / 4)
+            logger.info("teacher call failed (%s), retrying in %.1fs", type(error).__name__, wait)
+            time.sleep(wait)
+    return ""
+
+
+def finqa_teacher_codes(examples, args, cache_path):
+    """Code for each example from the teacher; answers are appended to cache_path as they arrive, so a rerun only
+    asks for what is missing. Returns {id: code}; ids whose calls failed are absent."""
+    from openai import OpenAI
+
+    if not args.teacher_model:
+        fail("--source teacher needs --teacher_model (and --base_url for a non-OpenAI server)")
+    api_key = os.environ.get("OPENAI_API_KEY")
+    if not api_key:
+        fail("--source teacher: set OPENAI_API_KEY (any value for a local server that ignores it)")
+    cached = {}
+    if os.path.exists(cache_path):
+        with open(cache_path, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by an interrupted run
+                if isinstance(entry, dict) and entry.get("model") == args.teacher_model and "id" in entry:
+                    cached[entry["id"]] = entry.get("response", "")
+    todo = {example["id"]: example for example in examples if example["id"] not in cached}
+    logger.info("teacher: %d cached, %d to ask %s", len(examples) - len(todo), len(todo), args.teacher_model)
+    if todo:
+        timeout = getattr(args, "timeout", None) or 60.0
+        client = OpenAI(base_url=getattr(args, "base_url", None), api_key=api_key, max_retries=0, timeout=timeout)
+        os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
+        with open(cache_path, "a", encoding="utf-8") as cache, ThreadPoolExecutor(args.max_concurrency) as pool:
+            futures = {
+                pool.submit(finqa_ask_teacher, client, args.teacher_model, example["prompt"], args): example_id
+                for example_id, example in todo.items()
+            }
+            for future in as_completed(futures):
+                example_id = futures[future]
+                try:
+                    response = future.result()
+                except Exception as error:
+                    logger.warning("teacher failed for %s: %s", example_id, str(error).splitlines()[0][:200])
+                    continue
+                cached[example_id] = response
+                cache.write(json.dumps({"id": example_id, "model": args.teacher_model, "response": response}) + "\n")
+                cache.flush()
+    return {example_id: finqa_extract_code(response) for example_id, response in cached.items()}
+
+
+def finqa_write_jsonl(path, rows):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False, encoding="utf-8")
+    try:
+        with handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(handle.name, path)
+    except BaseException:
+        os.unlink(handle.name)
+        raise
+
 
 def add_finqa_arguments(parser):
     group = parser.add_argument_group("FinQA / ConvFinQA")
     group.add_argument("--finqa_dir", help="Folder with FinQA train.json, dev.json, test.json (official format).")
+    group.add_argument("--convfinqa_dir", help="Folder with ConvFinQA train.json, dev.json (test.json): official or "
+                       "re-arranged (doc/dialogue) layout; one example per conversation turn.")
+    group.add_argument("--output_dir", default=None, help="FinQA: where train/dev/test.jsonl go (default data/finqa).")
+    group.add_argument("--source", choices=["gold_program", "teacher"], default="gold_program",
+                       help="FinQA: translate the gold program to Python (offline) or ask a teacher model.")
+    group.add_argument("--context", choices=["full", "gold"], default="full",
+                       help="FinQA: the whole report or only the gold evidence (qa.gold_inds) in the prompt.")
+    group.add_argument("--max_context_tokens", type=int, default=0,
+                       help="FinQA: trim the report to about this many tokens (0: no limit); the question stays.")
+    group.add_argument("--max_examples", type=int, default=0, help="FinQA: read at most this many records per file.")
+    group.add_argument("--teacher_model", help="FinQA --source teacher: model name at the OpenAI-compatible API "
+                       "(--base_url; key from OPENAI_API_KEY; --max_retries/--retry_delay/--timeout apply).")
+    group.add_argument("--teacher_temperature", type=float, default=0.0, help="FinQA: teacher sampling temperature.")
+    group.add_argument("--max_concurrency", type=int, default=4, help="FinQA: teacher requests in flight at once.")
+    group.add_argument("--teacher_cache", help="FinQA: JSONL of teacher answers, appended as they arrive and reused "
+                       "on the next run (default <output_dir>/teacher_cache.jsonl).")
+    group.add_argument("--sandbox_timeout", type=float, default=5.0, help="FinQA: seconds one code sample may run.")
+    group.add_argument("--sandbox_memory_mb", type=int, default=512, help="FinQA: memory limit of one code sample.")
+    group.add_argument("--sandbox_workers", type=int, default=2, help="FinQA: code samples run at once.")
+
+
+def finqa_clean(examples, codes, args, drops):
+    """Run each code sample in the sandbox and keep the ones whose `ans` matches the gold answer."""
+    runnable = [example for example in examples if codes.get(example["id"])]
+    with ThreadPoolExecutor(max(1, args.sandbox_workers)) as pool:
+        results = pool.map(
+            lambda example: finqa_run_code(codes[example["id"]], args.sandbox_timeout, args.sandbox_memory_mb),
+            runnable,
+        )
+        kept = []
+        for example, (answer, status, message) in zip(runnable, results):
+            if status != "ok":
+                finqa_drop(drops, status, f"{example['where']}: {message}")
+            elif not finqa_answers_match(answer, example["gold_answer"]):
+                finqa_drop(drops, "wrong_answer", f"{example['where']}: ans={answer!r}, gold={example['gold_answer']!r}")
+            else:
+                kept.append(example)
+    return kept
 
 
 def prepare_finqa(args):
-    fail("FinQA preparation is not written yet")
+    output_dir = args.output_dir or os.path.join("data", "finqa")
+    sources = [(args.finqa_dir, finqa_examples_from_finqa), (args.convfinqa_dir, finqa_examples_from_convfinqa)]
+    present = {split: [] for split in FINQA_SPLITS}
+    for folder, reader in sources:
+        if not folder:
+            continue
+        if not os.path.isdir(folder):
+            fail(f"{folder}: no such folder; it should hold train.json, dev.json and test.json")
+        found = [split for split in FINQA_SPLITS if os.path.exists(os.path.join(folder, f"{split}.json"))]
+        if not found:
+            fail(f"{folder}: none of train.json, dev.json, test.json is there")
+        for split in found:
+            present[split].append((os.path.join(folder, f"{split}.json"), reader))
+    if not any(present.values()):
+        fail("give --finqa_dir and/or --convfinqa_dir")
+    if args.source == "teacher" and not args.teacher_model:
+        fail("--source teacher needs --teacher_model (and --base_url for a non-OpenAI server)")
+    for split in FINQA_SPLITS:
+        if not present[split]:
+            logger.info("%s: no %s.json given, skipped", split, split)
+            continue
+        drops = Counter()
+        examples = []
+        for path, reader in present[split]:
+            examples.extend(finqa_load_split(path, reader, drops, args.max_examples or None))
+        total = len(examples) + sum(drops.values())
+        codes = {}
+        for example in examples:
+            context = finqa_context(example["document"], example["gold_inds"], args.context, args.max_context_tokens)
+            example["prompt"] = finqa_prompt(context, example["question"], example["history"])
+        if args.source == "gold_program":
+            translated = []
+            for example in examples:
+                try:
+                    if example["program"] is None:
+                        raise ValueError("missing_field", "missing field qa.program (needed by --source gold_program)")
+                    codes[example["id"]] = finqa_translate(example["program"], example["document"])
+                    translated.append(example)
+                except ValueError as error:
+                    finqa_drop(drops, error.args[0], f"{example['where']}: {error.args[1]}")
+            examples = translated
+        else:
+            cache_path = args.teacher_cache or os.path.join(output_dir, "teacher_cache.jsonl")
+            codes = finqa_teacher_codes(examples, args, cache_path)
+            for example in examples:
+                if example["id"] not in codes:
+                    finqa_drop(drops, "teacher_error", f"{example['where']}: no teacher answer")
+                elif not codes[example["id"]]:
+                    finqa_drop(drops, "no_code", f"{example['where']}: the teacher answer holds no code")
+        kept = finqa_clean(examples, codes, args, drops)
+        rows = [{
+            "id": example["id"],
+            "prompt": example["prompt"],
+            "completion": codes[example["id"]],
+            "gold_answer": example["gold_answer"],
+            "question": example["question"],
+            "program": example["program"],
+            "source": example["source"],
+        } for example in kept]
+        path = os.path.join(output_dir, f"{split}.jsonl")
+        finqa_write_jsonl(path, rows)
+        dropped = ", ".join(f"{reason}={count}" for reason, count in drops.most_common()) or "none"
+        logger.info("%s: kept %d of %d (dropped: %s) -> %s", split, len(kept), total, dropped, path)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
