@@ -245,7 +245,11 @@ def run_sql(conn, query, timeout=None):
     # a model's output must never write files (ATTACH) or change the shared database between the two queries
     conn.set_authorizer(lambda action, *args: sqlite3.SQLITE_OK if action in allowed else sqlite3.SQLITE_DENY)
     try:
-        return conn.execute(query).fetchall()
+        cursor = conn.execute(query)
+        if cursor.description is None:
+            # an empty string or a bare comment "runs" but answers nothing
+            raise ValueError("not a query that returns rows")
+        return cursor.fetchall()
     finally:
         conn.set_authorizer(None)
         conn.set_progress_handler(None, 0)
