@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+import datasets
+import huggingface_hub.constants
 import yaml
 
 logger = logging.getLogger("create_mixed_dataset")
@@ -243,8 +245,6 @@ def read_json_records(path, where):
 
 
 def load_local(source):
-    import datasets
-
     path = Path(source.name).expanduser()
     if not path.exists():
         fail(f"{source.where or source.label}: unknown source {source.name!r}: no such local file or folder")
@@ -273,8 +273,6 @@ def load_local(source):
 
 def load_hub(source, offline):
     """Stream the hub dataset when allowed, so only the rows we sample are downloaded."""
-    import datasets
-
     try:
         return datasets.load_dataset(source.name, source.subset, split=source.split, streaming=source.streaming)
     except Exception as error:  # noqa: BLE001 - hub errors come in many types; all end the same way
@@ -309,8 +307,6 @@ def check_columns(source, dataset):
 
 def sample_rows(dataset, n, seed):
     """Return (dataset of distinct sampled rows, available count or None if unknown)."""
-    import datasets
-
     if isinstance(dataset, datasets.IterableDataset):
         rows = list(dataset.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER).take(n))
         sampled = datasets.Dataset.from_list(rows) if rows else None
@@ -376,7 +372,9 @@ def save_atomically(dataset_dict, summary, output_dir, num_proc):
     os.chmod(temp, 0o777 & ~umask)  # mkdtemp makes it private; the result should look like any other folder
     old = None
     try:
-        dataset_dict.save_to_disk(str(temp), num_proc=num_proc)
+        empty = {name: 1 for name, split in dataset_dict.items() if len(split) == 0}
+        # An empty split saved with zero shards cannot be loaded back; one empty shard can (and forbids num_proc).
+        dataset_dict.save_to_disk(str(temp), num_shards=empty or None, num_proc=None if empty else num_proc)
         (temp / "mix_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
         if output_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
@@ -446,8 +444,6 @@ def main(argv=None):
     output_dir = Path(args.output_dir)
     prepare_output_dir(output_dir, args.overwrite)
 
-    import datasets
-
     datasets.logging.set_verbosity_error()
     datasets.disable_progress_bars()
     offline = args.offline or env_offline()
@@ -455,6 +451,10 @@ def main(argv=None):
     if hub_sources and not offline and not hub_reachable():
         logger.info("The Hugging Face hub cannot be reached; working offline.")
         offline = True
+    if offline:
+        # The libraries read the offline switch once at import; set it here too so hub names resolve from the local
+        # cache only instead of waiting on network retries.
+        datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
 
     loaded, sample_paths = {}, {}
     for s in sources:
