@@ -71,12 +71,15 @@ def parse_predicted_call(text):
     line = lines[0]
     ends = [index + 1 for index, char in enumerate(line) if char == ")"]
     for end in [len(line)] + ends[::-1]:
+        # 'f(x).system(...)' or 'f(x)(y)' is one bigger expression, not the call f(x) followed by chatter
+        if line[end : end + 1] in (".", "(", "["):
+            continue
         try:
             node = ast.parse(line[:end], mode="eval").body
         except (SyntaxError, ValueError):
             continue
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
-            return None
+            continue
         keys = [keyword.arg for keyword in node.keywords]
         if None in keys or len(set(keys)) != len(keys):
             return None

@@ -972,7 +972,9 @@ def parse_skill_file(path):
             section = header.group(1).lower()
             continue
         if turn:
-            if section is None or section == "prompt":
+            if section is None:
+                fail(f"{path}:{number}: no '#### Prompt:' section before the examples; start the file with it")
+            if section == "prompt":
                 fail(f"{path}:{number}: examples go after the '#### Prompt:' section, under '#### Prompt Examples:'")
             text = turn.group(2).strip()
             if turn.group(1) == "User":
@@ -986,18 +988,19 @@ def parse_skill_file(path):
                 name, arguments = parse_skill_call(text)
             except ValueError as error:
                 fail(f"{path}:{number}: the answer {text!r} {SKILL_REASONS[str(error)]}")
-            examples.append({"line": number, "user": pending[1], "name": name, "arguments": arguments})
+            example = {"line": pending[0], "answer_line": number, "user": pending[1], "name": name}
+            examples.append({**example, "arguments": arguments})
             pending = None
         elif section == "prompt":
             if line:
                 signature_line = signature_line or number
                 prompt_lines.append(line)
         elif line:
-            fail(f"{path}:{number}: unexpected line {line[:40]!r}; examples are '### User: ...' then '### Assistant: ...'")
+            fail(f"{path}:{number}: unexpected line {line[:40]!r}; write '### User: ...' then '### Assistant: ...'")
     if pending:
         fail(f"{path}:{pending[0]}: '### User:' has no '### Assistant:' answer; add one")
     if not prompt_lines:
-        fail(f"{path}:1: no '#### Prompt:' section; start the file with '#### Prompt:', the signature and a description")
+        fail(f"{path}:1: no '#### Prompt:' section; start the file with it, the signature and a description")
     name, parameters, choices = parse_skill_signature(prompt_lines[0], f"{path}:{signature_line}")
     stem = Path(path).name
     if stem.endswith("_examples.txt") and stem[: -len("_examples.txt")] != name:
@@ -1020,7 +1023,7 @@ def skill_prompt(skills, request):
 
 
 def split_skill_records(records, fraction, seed):
-    """Stratified held-out split: per skill, its own seeded shuffle, so adding a skill leaves the others' split alone."""
+    """Stratified held-out split; each skill has its own seeded shuffle, so adding a skill keeps the others' split."""
     by_skill = {}
     for index, record in enumerate(records):
         by_skill.setdefault(record["skill"], []).append(index)
@@ -1138,7 +1141,7 @@ def extract_generated_pairs(response):
 
 def validate_generated_pair(pair, skill, seen):
     """(example, None) for a good pair, else (None, reason); `seen` holds the keys of every request so far."""
-    if not isinstance(pair, dict) or not isinstance(pair.get("user"), str) or not isinstance(pair.get("assistant"), str):
+    if not isinstance(pair, dict) or not all(isinstance(pair.get(key), str) for key in ("user", "assistant")):
         return None, "malformed_example"
     user = re.sub(r"^###\s*User\s*:", "", pair["user"]).strip()
     answer = re.sub(r"^###\s*Assistant\s*:", "", pair["assistant"]).strip()
@@ -1257,7 +1260,7 @@ def collect_skill_examples(args):
             where = f"{skill['path']}:{example['line']}"
             reason = check_skill_example(example["user"], example["name"], example["arguments"], skills, False)
             if reason:
-                fail(f"{where}: the answer {SKILL_REASONS[reason]}")
+                fail(f"{skill['path']}:{example['answer_line']}: the answer {SKILL_REASONS[reason]}")
             call = format_skill_call(example["name"], example["arguments"])
             key = skill_key(example["user"])
             if key in first_seen:
@@ -1266,7 +1269,8 @@ def collect_skill_examples(args):
                 logger.warning("%s: skipping a repeated request (first at %s)", where, first_seen[key][0])
                 continue
             first_seen[key] = (where, call)
-            records.append({"prompt": skill_prompt(skills, example["user"]), "completion": call, "skill": example["name"]})
+            prompt = skill_prompt(skills, example["user"])
+            records.append({"prompt": prompt, "completion": call, "skill": example["name"]})
     if not records:
         fail("no examples in " + ", ".join(args.files))
     train, test = split_skill_records(records, args.test_fraction, args.seed)

@@ -1,0 +1,462 @@
+"""Skill calling: example files, collection (-t), generation (-c) against a local fake API, and call_match."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from conftest import load_script
+
+td = load_script("training_data")
+ev = load_script("eval")
+
+WEATHER = """#### Prompt:
+weather(location)
+Current weather for a place; weather() when no place is given.
+
+#### Prompt Examples:
+### User: What's the weather in Berlin?
+### Assistant: weather(location='Berlin')
+
+### User: is it raining
+### Assistant: weather()
+"""
+
+NOTES = """#### Prompt:
+notes(action="add|list", note)
+Add a note or list the notes.
+
+#### Prompt Examples:
+### User: add buy milk to my notes
+### Assistant: notes(action="add", note="buy milk")
+
+### User: read my notes
+### Assistant: notes(action="list")
+
+#### Generated Examples:
+### User: note down call Bob
+### Assistant: notes(action="add", note="call Bob")
+"""
+
+OTHER = """#### Prompt:
+other()
+No skill applies.
+
+#### Prompt Examples:
+### User: thanks
+### Assistant: other()
+
+### User: turn on the lights
+### Assistant: other()
+"""
+
+
+def write(folder, name, text):
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def skill_dir(tmp_path):
+    for name, text in [("weather", WEATHER), ("notes", NOTES), ("other", OTHER)]:
+        write(tmp_path, f"{name}_examples.txt", text)
+    return tmp_path
+
+
+def run_main(argv, capsys):
+    """Run training_data.main; return (exit code, stdout, stderr)."""
+    code = 0
+    try:
+        td.main(argv)
+    except SystemExit as error:
+        code = error.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# --- example files ---------------------------------------------------------------------------------------------------
+
+
+def test_parse_good_file(skill_dir):
+    skill = td.parse_skill_file(skill_dir / "notes_examples.txt")
+    assert skill["name"] == "notes"
+    assert skill["signature"] == 'notes(action="add|list", note)'
+    assert skill["parameters"] == ["action", "note"]
+    assert skill["choices"] == {"action": {"add", "list"}}
+    assert skill["description"] == "Add a note or list the notes."
+    assert [e["user"] for e in skill["examples"]] == ["add buy milk to my notes", "read my notes", "note down call Bob"]
+    assert skill["examples"][0]["arguments"] == [("action", "add"), ("note", "buy milk")]
+    assert (skill["examples"][2]["line"], skill["examples"][2]["answer_line"]) == (13, 14)
+
+
+@pytest.mark.parametrize(
+    "text, line, words",
+    [
+        ("### User: hi\n### Assistant: other()\n", 1, "no '#### Prompt:' section"),
+        ("#### Prompt:\n\n#### Prompt Examples:\n", 1, "no '#### Prompt:' section"),
+        ("#### Prompt:\nweather location\n", 2, "signature"),
+        (WEATHER + "\n### User: Rome\n\n### User: and Paris\n### Assistant: weather()\n", 12, "no '### Assistant:'"),
+        (WEATHER + "\n### User: weather in Rome\n", 12, "no '### Assistant:'"),
+        (WEATHER + "\n### User: weather in Rome\n### Assistant: the weather in Rome\n", 13, "is not one call"),
+        (WEATHER + "\n### User: weather in Rome\n### Assistant: weather('Rome')\n", 13, "positional"),
+        (WEATHER + "\n### User: weather in Rome\n### Assistant: weather(location=Rome)\n", 13, "quoted string"),
+        (WEATHER + "\n### User: a\n### Assistant: weather(location='a', location='b')\n", 13, "twice"),
+        (WEATHER + "\n### User: a\n### Assistant: weather(); other()\n", 13, "is not one call"),
+        (WEATHER + "\n### Assistant: weather()\n", 12, "without a '### User:'"),
+        (WEATHER + "\n### User:\n### Assistant: weather()\n", 12, "empty '### User:'"),
+        (WEATHER + "\nsome stray text\n", 12, "unexpected line"),
+        ("#### Prompt:\ntimer(duration)\n", 2, "file is named weather_examples.txt"),
+    ],
+)
+def test_broken_file_names_file_and_line(tmp_path, text, line, words):
+    path = write(tmp_path, "weather_examples.txt", text)
+    with pytest.raises(SystemExit) as error:
+        td.parse_skill_file(path)
+    message = str(error.value)
+    assert message.startswith(f"error: {path}:{line}: ")
+    assert words in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "answer, words",
+    [
+        ("timer(duration='5 minutes')", "no '#### Prompt:' section defines"),
+        ("weather(place='Rome')", "argument name"),
+        ("notes(action='delete', note='x')", "outside the choices"),
+        ("weather(location=' ')", "empty argument"),
+    ],
+)
+def test_collect_rejects_unknown_skill_and_arguments(skill_dir, capsys, answer, words):
+    path = write(skill_dir, "weather_examples.txt", WEATHER + f"\n### User: weather in Rome\n### Assistant: {answer}\n")
+    code, out, err = run_main(["-t", "--files", str(path), str(skill_dir / "notes_examples.txt")], capsys)
+    assert f"{path}:13: " in str(code) and words in str(code)
+    assert out == ""
+
+
+# --- collection (-t) -------------------------------------------------------------------------------------------------
+
+
+def collect(skill_dir, capsys, *extra):
+    files = sorted(str(p) for p in skill_dir.glob("*_examples.txt"))
+    return run_main(["-t", "--files", *files, *extra], capsys)
+
+
+def test_collect_all_to_stdout_with_fraction_zero(skill_dir, capsys):
+    test_file = skill_dir / "out" / "test.json"
+    code, out, _ = collect(skill_dir, capsys, "--test_fraction", "0", "--test_file", str(test_file))
+    assert code == 0
+    records = json.loads(out)
+    assert len(records) == 7
+    assert not test_file.exists()
+    assert all(set(r) == {"prompt", "completion", "skill"} for r in records)
+    first = records[0]
+    assert first["completion"] == "notes(action=\"add\", note=\"buy milk\")"
+    assert first["skill"] == "notes"
+    assert first["prompt"] == (
+        'Skills: notes(action="add|list", note), other(), weather(location)\n'
+        "User: add buy milk to my notes\nCall:\n"
+    )
+    # quotes are made uniform so the model sees one spelling of a call
+    assert {"prompt": records[-2]["prompt"].split("User: ")[1], "completion": records[-2]["completion"]} == {
+        "prompt": "What's the weather in Berlin?\nCall:\n",
+        "completion": 'weather(location="Berlin")',
+    }
+
+
+def test_collect_split_is_stratified_and_deterministic(skill_dir, capsys):
+    test_file = skill_dir / "data" / "test.json"
+    runs = []
+    for _ in range(2):
+        code, out, _ = collect(skill_dir, capsys, "--test_fraction", "0.3", "--test_file", str(test_file))
+        assert code == 0
+        runs.append((json.loads(out), json.loads(test_file.read_text())))
+    assert runs[0] == runs[1]
+    train, test = runs[0]
+    assert len(train) + len(test) == 7
+    assert sorted(r["skill"] for r in test) == ["notes", "other", "weather"]  # one per skill, none left without train
+    assert {r["skill"] for r in train} == {"notes", "other", "weather"}
+    assert not {r["prompt"] for r in train} & {r["prompt"] for r in test}
+    code, out, _ = collect(skill_dir, capsys, "--test_fraction", "0.3", "--test_file", str(test_file), "--seed", "7")
+    assert code == 0
+
+
+def test_collect_skips_repeats_and_rejects_conflicting_repeats(skill_dir, capsys):
+    write(skill_dir, "other_examples.txt", OTHER + "\n### User: Thanks!\n### Assistant: other()\n")
+    code, out, err = collect(skill_dir, capsys, "--test_fraction", "0")
+    assert code == 0 and len(json.loads(out)) == 7
+    write(skill_dir, "other_examples.txt", OTHER + "\n### User: is it raining?\n### Assistant: other()\n")
+    code, out, _ = collect(skill_dir, capsys, "--test_fraction", "0")
+    assert "same request has another answer" in str(code) and "weather_examples.txt:9" in str(code)
+
+
+def test_collect_bad_fraction_and_duplicate_skill(skill_dir, capsys):
+    code, _, _ = collect(skill_dir, capsys, "--test_fraction", "1")
+    assert "--test_fraction" in str(code)
+    write(skill_dir, "copy.txt", OTHER)
+    code, _, _ = collect(skill_dir, capsys)
+    assert code == 0  # copy.txt does not match *_examples.txt
+    code, _, _ = run_main(["-t", "--files", str(skill_dir / "copy.txt"), str(skill_dir / "other_examples.txt")], capsys)
+    assert "defined again" in str(code)
+
+
+# --- generation (-c) against a local OpenAI-compatible server --------------------------------------------------------
+
+
+def tool_answer(arguments):
+    if not isinstance(arguments, str):
+        arguments = json.dumps(arguments)
+    call = {"id": "call_1", "type": "function", "function": {"name": "add_examples", "arguments": arguments}}
+    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    choice = {"index": 0, "finish_reason": "tool_calls", "message": message}
+    return 200, {"id": "c1", "object": "chat.completion", "created": 0, "model": "test", "choices": [choice]}
+
+
+def pairs(*items):
+    return {"examples": [{"user": user, "assistant": assistant} for user, assistant in items]}
+
+
+class FakeAPI:
+    """Answers POST /v1/chat/completions with scripted (status, body) replies, and records each request."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+        self.requests = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                api.requests.append((self.path, json.loads(body)))
+                status, answer = api.replies.pop(0) if api.replies else (500, {"error": {"message": "no more"}})
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+GOOD = pairs(("how's the weather in Oslo", 'weather(location="Oslo")'), ("is it hot outside", "weather()"))
+
+
+def create(skill_dir, capsys, api, *extra, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    argv = ["-c", "--file", str(skill_dir / "weather_examples.txt"), "--base_url", api.url, "--model", "test"]
+    argv += ["--retry_delay", "0", "--timeout", "5", *extra]
+    return run_main(argv, capsys)
+
+
+def test_create_retries_server_error_then_prints_valid(skill_dir, capsys, monkeypatch):
+    with FakeAPI([(500, {"error": {"message": "boom"}}), tool_answer(GOOD)]) as api:
+        code, out, err = create(skill_dir, capsys, api, "--n_generations", "2", monkeypatch=monkeypatch)
+    assert code == 0
+    assert out == (
+        "### User: how's the weather in Oslo\n### Assistant: weather(location=\"Oslo\")\n\n"
+        "### User: is it hot outside\n### Assistant: weather()\n\n"
+    )
+    assert "generated 2 valid, rejected: server_error=1" in err
+    path, request = api.requests[-1]
+    assert path == "/v1/chat/completions" and request["model"] == "test"
+    tool = request["tools"][0]["function"]
+    assert tool["name"] == "add_examples"
+    assert tool["parameters"]["properties"]["examples"]["items"]["required"] == ["user", "assistant"]
+    assert request["tool_choice"]["function"]["name"] == "add_examples"
+    assert "weather(location)" in request["messages"][1]["content"]
+    assert (skill_dir / "weather_examples.txt").read_text() == WEATHER
+
+
+@pytest.mark.parametrize(
+    "failure, reason",
+    [
+        ((429, {"error": {"message": "slow down", "type": "rate_limit"}}), "rate_limit=1"),
+        (tool_answer('{"examples": [{"user": "x", '), "malformed_answer=1"),
+        (tool_answer({"items": []}), "malformed_answer=1"),
+        ((200, {"object": "chat.completion", "created": 0, "model": "m", "choices": []}), "malformed_answer=1"),
+    ],
+)
+def test_create_retries_rate_limit_and_malformed_answers(skill_dir, capsys, monkeypatch, failure, reason):
+    with FakeAPI([failure, tool_answer(GOOD)]) as api:
+        code, out, err = create(skill_dir, capsys, api, "--n_generations", "2", monkeypatch=monkeypatch)
+    assert code == 0
+    assert out.count("### User:") == 2
+    assert f"generated 2 valid, rejected: {reason}" in err
+    assert len(api.requests) == 2
+
+
+def test_create_rejects_invalid_and_duplicate_examples(skill_dir, capsys, monkeypatch):
+    answer = pairs(
+        ("What's the weather in BERLIN", 'weather(location="BERLIN")'),  # in the file already
+        ("weather in Rome", 'weather(location="Rome")'),
+        ("weather in rome!", 'weather(location="rome")'),  # repeats the one before
+        ("what time is it in Rome", 'timecheck(location="Rome")'),
+        ("weather for Kyiv", 'weather("Kyiv")'),
+        ("weather for Lima", 'weather(city="Lima")'),
+        ("weather for Quito", 'weather(location="Bogota")'),
+        ("weather in Bern", "sure! weather(location='Bern')"),
+        ("", "weather()"),
+        ("### User: weather in Porto", '### Assistant: weather(location="Porto")'),
+        ("weather in Graz", 'weather(location="Graz")'),
+    )
+    answer["examples"].append({"user": "missing answer"})
+    with FakeAPI([tool_answer(answer)]) as api:
+        extra = ["--n_generations", "5", "--max_retries", "0"]
+        code, out, err = create(skill_dir, capsys, api, *extra, monkeypatch=monkeypatch)
+    assert code == 0
+    assert out == (
+        '### User: weather in Rome\n### Assistant: weather(location="Rome")\n\n'
+        '### User: weather in Porto\n### Assistant: weather(location="Porto")\n\n'
+        '### User: weather in Graz\n### Assistant: weather(location="Graz")\n\n'
+    )
+    expected = (
+        "generated 3 valid, rejected: duplicate=2, empty_request=1, malformed_example=1, not_a_call=1, "
+        "not_in_request=1, positional_argument=1, unknown_argument=1, wrong_skill=1"
+    )
+    assert expected in err
+    assert len(api.requests) == 1
+
+
+def test_create_append_keeps_existing_content(skill_dir, capsys, monkeypatch):
+    path = skill_dir / "weather_examples.txt"
+    with FakeAPI([(500, {}), tool_answer(GOOD)]) as api:
+        code, out, err = create(skill_dir, capsys, api, "--append", monkeypatch=monkeypatch)
+    assert code == 0 and out == ""
+    text = path.read_text()
+    assert text.startswith(WEATHER)
+    assert "#### Generated Examples:" in text
+    skill = td.parse_skill_file(path)
+    assert [e["user"] for e in skill["examples"]][-2:] == ["how's the weather in Oslo", "is it hot outside"]
+    assert "generated 2 valid (appended to" in err
+    assert [p.name for p in skill_dir.iterdir() if p.name.startswith(".")] == []  # no temp file left behind
+    # a second append goes under the same Generated Examples header and still keeps everything
+    with FakeAPI([tool_answer(pairs(("weather in Kyoto", 'weather(location="Kyoto")')))]) as api:
+        code, _, _ = create(skill_dir, capsys, api, "--append", monkeypatch=monkeypatch)
+    assert code == 0
+    again = path.read_text()
+    assert again.startswith(text.rstrip("\n")) and again.count("#### Generated Examples:") == 1
+    assert td.parse_skill_file(path)["examples"][-1]["user"] == "weather in Kyoto"
+
+
+def test_create_gives_up_after_retries_and_leaves_file_alone(skill_dir, capsys, monkeypatch):
+    path = skill_dir / "weather_examples.txt"
+    with FakeAPI([(500, {}), (429, {}), (503, {})]) as api:
+        code, out, err = create(skill_dir, capsys, api, "--append", "--max_retries", "2", monkeypatch=monkeypatch)
+    assert "no valid examples" in str(code)
+    assert "generated 0 valid, rejected: rate_limit=1, server_error=2" in err
+    assert len(api.requests) == 3
+    assert path.read_text() == WEATHER
+
+
+def test_create_stops_on_auth_error_and_needs_key(skill_dir, capsys, monkeypatch):
+    with FakeAPI([(401, {"error": {"message": "bad key"}})]) as api:
+        code, _, _ = create(skill_dir, capsys, api, monkeypatch=monkeypatch)
+        assert "HTTP 401" in str(code) and len(api.requests) == 1
+        monkeypatch.delenv("OPENAI_API_KEY")
+        code, _, _ = run_main(["-c", "--file", str(skill_dir / "weather_examples.txt"), "--base_url", api.url], capsys)
+    assert "OPENAI_API_KEY" in str(code)
+
+
+def test_create_connection_error_is_counted(skill_dir, capsys, monkeypatch):
+    with FakeAPI([]) as api:
+        url = api.url
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    argv = ["-c", "--file", str(skill_dir / "weather_examples.txt"), "--base_url", url, "--retry_delay", "0"]
+    code, _, err = run_main([*argv, "--max_retries", "1", "--timeout", "2"], capsys)
+    assert "no valid examples" in str(code)
+    assert "connection_error=2" in err
+
+
+# --- call_match ------------------------------------------------------------------------------------------------------
+
+PROMPT = 'Skills: notes(action="add|list", note), other(), timecheck(location), weather(location)\nUser: x\nCall:\n'
+
+
+@pytest.mark.parametrize(
+    "reference, prediction, skill, correct",
+    [
+        ('weather(location="Berlin")', 'weather(location="Berlin")', "weather", True),
+        ('weather(location="New York")', "weather(location='  new   york ')", "weather", True),
+        ('notes(action="add", note="buy milk")', 'notes(note="Buy milk", action="add")', "notes", True),
+        ('notes(action="add", note="buy milk")', 'notes("add", "buy milk")', "notes", True),
+        ('notes(action="add", note="buy milk")', 'notes("buy milk")', "notes", False),
+        ('weather(location="Berlin")', 'weather("Berlin", location="Berlin")', "weather", False),
+        ('weather(location="Berlin")', 'weather(location="Berlin")\n### User: more text', "weather", True),
+        ('weather(location="Berlin")', 'weather(location="Berlin") and then', "weather", True),
+        ('weather(location="Berlin")', 'weather(location="Bern")', "weather", False),
+        ('weather(location="Berlin")', "weather()", "weather", False),
+        ("weather()", 'weather(location="")', "weather", True),
+        ('weather(location="Berlin")', 'timecheck(location="Berlin")', "timecheck", False),
+        ('weather(location="Berlin")', 'weather(location="Berlin"', None, False),
+        ('weather(location="Berlin")', "", None, False),
+        ('weather(location="Berlin")', "__import__('os').system('true')", None, False),
+        ("other()", "other()", "other", True),
+        ("other()", " other() ", "other", True),
+        ("other()", "other(x='1')", "other", False),
+        ('math(question="2+2")', 'math(question="2 + 2")', "math", True),
+        ('math(question="2*3")', 'math(question="3*2")', "math", False),
+    ],
+)
+def test_call_match_cases(reference, prediction, skill, correct):
+    rows = [{"prompt": PROMPT, "reference": reference, "prediction": prediction}]
+    scores = ev.metric_call_match(rows)
+    assert rows[0]["predicted_skill"] == skill
+    assert rows[0]["call_correct"] is correct
+    assert scores["full_call_accuracy"] == float(correct)
+
+
+def test_call_match_summary():
+    rows = [
+        {"prompt": PROMPT, "reference": 'weather(location="Oslo")', "prediction": 'weather(location="oslo")'},
+        {"prompt": PROMPT, "reference": 'weather(location="Oslo")', "prediction": 'weather(location="Rome")'},
+        {"prompt": PROMPT, "reference": "weather()", "prediction": "timecheck()"},
+        {"prompt": PROMPT, "reference": "weather()", "prediction": "timecheck()"},
+        {"prompt": PROMPT, "reference": "other()", "prediction": "garbage("},
+        {"prompt": PROMPT, "reference": "other()", "prediction": "other()"},
+    ]
+    scores = ev.metric_call_match(rows)
+    assert scores["full_call_accuracy"] == pytest.approx(2 / 6)
+    assert scores["skill_name_accuracy"] == pytest.approx(3 / 6)
+    assert scores["full_call_accuracy/weather"] == pytest.approx(1 / 4)
+    assert scores["skill_name_accuracy/weather"] == pytest.approx(2 / 4)
+    assert scores["skill_name_accuracy/other"] == pytest.approx(1 / 2)
+    assert scores["confusions"] == "weather->timecheck:2, other->unparsable:1"
+    assert scores["unparsable_predictions"] == 1
+    assert all(isinstance(v, (int, float, str)) for v in scores.values())
+    assert ev.METRICS["call_match"] is ev.metric_call_match
+    assert ev.metric_call_match([])["confusions"] == "none"
+
+
+# --- the shipped example files ---------------------------------------------------------------------------------------
+
+
+def test_shipped_skill_files(root, capsys, tmp_path):
+    files = sorted((root / "examples" / "skills").glob("*_examples.txt"))
+    names = {"news", "math", "notes", "openai", "runapp", "story", "timecheck", "timer", "weather", "other"}
+    assert {p.name.removesuffix("_examples.txt") for p in files} == names
+    skills = {skill["name"]: skill for skill in map(td.parse_skill_file, files)}
+    for skill in skills.values():
+        assert len(skill["examples"]) >= 40, skill["path"]
+        for example in skill["examples"]:
+            reason = td.check_skill_example(example["user"], example["name"], example["arguments"], skills, True)
+            assert reason is None and example["name"] == skill["name"], (skill["path"], example["line"], reason)
+    code, out, err = run_main(["-t", "--files", *map(str, files), "--test_file", str(tmp_path / "t.json")], capsys)
+    assert code == 0 and "skipping" not in err
+    train, test = json.loads(out), json.loads((tmp_path / "t.json").read_text())
+    assert {r["skill"] for r in test} == names
+    assert len(train) + len(test) == sum(len(s["examples"]) for s in skills.values())
