@@ -1423,7 +1423,8 @@ def prepare_text2sql(args):
                       source)
     if source.is_file():
         train_raw, train_name = read_sql_file(source), str(source)
-        test_path = Path(args.sql_test_data) if args.sql_test_data else source.with_name(source.name.replace("train", "test"))
+        sibling = source.with_name(source.name.replace("train", "test"))
+        test_path = Path(args.sql_test_data) if args.sql_test_data else sibling
         if args.sql_test_data and not test_path.is_file():
             fail(f"--sql_test_data {test_path}: file not found")
         if test_path.is_file() and test_path != source:

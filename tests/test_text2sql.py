@@ -10,20 +10,24 @@ ev = load_script("eval")
 td = load_script("training_data")
 
 SCHEMA = "CREATE TABLE head (name VARCHAR, age INTEGER, born_state VARCHAR)"
-JOIN_SCHEMA = ("CREATE TABLE player (player_name VARCHAR, team_id VARCHAR); "
-               "CREATE TABLE team (team_id VARCHAR, team_name VARCHAR)")
+JOIN_SCHEMA = (
+    "CREATE TABLE player (player_name VARCHAR, team_id VARCHAR); CREATE TABLE team (team_id VARCHAR, team_name VARCHAR)"
+)
 
 
 def row(reference, prediction, context=SCHEMA):
     return {"prompt": "", "reference": reference, "prediction": prediction, "context": context}
 
 
-@pytest.mark.parametrize("reference, prediction, expected", [
-    ("SELECT COUNT(*) FROM head WHERE age > 56", "select count( * ) from head where age>56;", True),
-    ("SELECT name FROM head", "  SELECT   name\nFROM head ;\n", True),
-    ("SELECT name FROM head WHERE born_state = 'Texas'", "SELECT name FROM head WHERE born_state = 'Ohio'", False),
-    ("SELECT name FROM head", "SELECT age FROM head", False),
-])
+@pytest.mark.parametrize(
+    "reference, prediction, expected",
+    [
+        ("SELECT COUNT(*) FROM head WHERE age > 56", "select count( * ) from head where age>56;", True),
+        ("SELECT name FROM head", "  SELECT   name\nFROM head ;\n", True),
+        ("SELECT name FROM head WHERE born_state = 'Texas'", "SELECT name FROM head WHERE born_state = 'Ohio'", False),
+        ("SELECT name FROM head", "SELECT age FROM head", False),
+    ],
+)
 def test_sql_exact_match(reference, prediction, expected):
     rows = [row(reference, prediction)]
     scores = ev.METRICS["sql_exact_match"](rows)
@@ -31,15 +35,30 @@ def test_sql_exact_match(reference, prediction, expected):
     assert scores == {"sql_exact_match": float(expected)}
 
 
-@pytest.mark.parametrize("reference, prediction, context", [
-    ("SELECT COUNT(*) FROM head WHERE age > 56", "SELECT COUNT(name) FROM head WHERE 56 < age", SCHEMA),
-    ("SELECT name FROM head WHERE born_state = 'Texas'", "SELECT name FROM head WHERE born_state IN ('Texas')", SCHEMA),
-    ("SELECT MAX(age) FROM head", "SELECT age FROM head ORDER BY age DESC LIMIT 1", SCHEMA),
-    ("SELECT name, age FROM head", "SELECT name, age FROM head ORDER BY age", SCHEMA),
-    ("SELECT T1.player_name FROM player AS T1 JOIN team AS T2 ON T1.team_id = T2.team_id WHERE T2.team_name = 'Comets'",
-     "SELECT p.player_name FROM team AS t JOIN player AS p ON p.team_id = t.team_id WHERE t.team_name = 'Comets'",
-     JOIN_SCHEMA),
-])
+@pytest.mark.parametrize(
+    "reference, prediction, context",
+    [
+        ("SELECT COUNT(*) FROM head WHERE age > 56", "SELECT COUNT(name) FROM head WHERE 56 < age", SCHEMA),
+        (
+            "SELECT name FROM head WHERE born_state = 'Texas'",
+            "SELECT name FROM head WHERE born_state IN ('Texas')",
+            SCHEMA,
+        ),
+        ("SELECT MAX(age) FROM head", "SELECT age FROM head ORDER BY age DESC LIMIT 1", SCHEMA),
+        ("SELECT name, age FROM head", "SELECT name, age FROM head ORDER BY age", SCHEMA),
+        (
+            (
+                "SELECT T1.player_name FROM player AS T1 JOIN team AS T2 ON T1.team_id = T2.team_id WHERE T2.team_name"
+                " = 'Comets'"
+            ),
+            (
+                "SELECT p.player_name FROM team AS t JOIN player AS p ON p.team_id = t.team_id WHERE t.team_name ="
+                " 'Comets'"
+            ),
+            JOIN_SCHEMA,
+        ),
+    ],
+)
 def test_sql_execution_match_accepts_equivalent_queries(reference, prediction, context):
     rows = [row(reference, prediction, context)]
     scores = ev.METRICS["sql_execution_match"](rows)
@@ -48,12 +67,15 @@ def test_sql_execution_match_accepts_equivalent_queries(reference, prediction, c
     assert scores["sql_execution_match"] == 1.0
 
 
-@pytest.mark.parametrize("reference, prediction", [
-    # the literal of the question is among the synthetic rows, so a wrong literal returns different rows
-    ("SELECT name FROM head WHERE born_state = 'Texas'", "SELECT name FROM head WHERE born_state = 'Ohio'"),
-    ("SELECT COUNT(*) FROM head WHERE age > 56", "SELECT COUNT(*) FROM head WHERE age < 56"),
-    ("SELECT name FROM head ORDER BY age", "SELECT name FROM head ORDER BY age DESC"),
-])
+@pytest.mark.parametrize(
+    "reference, prediction",
+    [
+        # the literal of the question is among the synthetic rows, so a wrong literal returns different rows
+        ("SELECT name FROM head WHERE born_state = 'Texas'", "SELECT name FROM head WHERE born_state = 'Ohio'"),
+        ("SELECT COUNT(*) FROM head WHERE age > 56", "SELECT COUNT(*) FROM head WHERE age < 56"),
+        ("SELECT name FROM head ORDER BY age", "SELECT name FROM head ORDER BY age DESC"),
+    ],
+)
 def test_sql_execution_match_rejects_different_results(reference, prediction):
     rows = [row(reference, prediction)]
     ev.METRICS["sql_execution_match"](rows)
@@ -61,15 +83,18 @@ def test_sql_execution_match_rejects_different_results(reference, prediction):
     assert rows[0]["sql_execution_error"] is None
 
 
-@pytest.mark.parametrize("prediction, error", [
-    ("SELEC name FROM", "syntax error"),
-    ("SELECT nickname FROM head", "no such column"),
-    ("SELECT name FROM head; DROP TABLE head", "one statement"),
-    ("DELETE FROM head", "not authorized"),
-    ("ATTACH DATABASE 'stray.db' AS other", "not authorized"),
-    ("", "not a query"),
-    ("-- SELECT name FROM head", "not a query"),
-])
+@pytest.mark.parametrize(
+    "prediction, error",
+    [
+        ("SELEC name FROM", "syntax error"),
+        ("SELECT nickname FROM head", "no such column"),
+        ("SELECT name FROM head; DROP TABLE head", "one statement"),
+        ("DELETE FROM head", "not authorized"),
+        ("ATTACH DATABASE 'stray.db' AS other", "not authorized"),
+        ("", "not a query"),
+        ("-- SELECT name FROM head", "not a query"),
+    ],
+)
 def test_broken_sql_is_a_miss_not_a_crash(prediction, error, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rows = [row("SELECT name FROM head", prediction)]
@@ -82,9 +107,11 @@ def test_broken_sql_is_a_miss_not_a_crash(prediction, error, tmp_path, monkeypat
 
 
 def test_broken_schema_or_reference_is_a_miss():
-    rows = [row("SELECT name FROM head", "SELECT name FROM head", context="CREATE TABLE broken ("),
-            row("SELECT nothing FROM head", "SELECT name FROM head"),
-            {"prompt": "", "reference": "SELECT 1", "prediction": "SELECT 1"}]
+    rows = [
+        row("SELECT name FROM head", "SELECT name FROM head", context="CREATE TABLE broken ("),
+        row("SELECT nothing FROM head", "SELECT name FROM head"),
+        {"prompt": "", "reference": "SELECT 1", "prediction": "SELECT 1"},
+    ]
     ev.METRICS["sql_execution_match"](rows)
     assert rows[0]["sql_execution_error"].startswith("schema:")
     assert rows[1]["sql_execution_error"].startswith("reference:")
@@ -145,8 +172,11 @@ def write(path, records):
 
 
 def test_convert_question_context_answer(tmp_path):
-    record = {"question": "How many heads are older than 56?", "context": "CREATE TABLE head (age INTEGER)",
-              "answer": "SELECT COUNT(*) FROM head WHERE age > 56"}
+    record = {
+        "question": "How many heads are older than 56?",
+        "context": "CREATE TABLE head (age INTEGER)",
+        "answer": "SELECT COUNT(*) FROM head WHERE age > 56",
+    }
     write(tmp_path / "stage2_train.json", [record] * 3)
     write(tmp_path / "stage2_test.json", [record])
     td.main(["--sql_data", str(tmp_path / "stage2_train.json"), "--output_dir", str(tmp_path / "out")])
@@ -161,8 +191,10 @@ def test_convert_question_context_answer(tmp_path):
 
 
 def test_convert_holds_out_a_test_share_without_test_file(tmp_path):
-    records = [{"question": f"q{i}", "context": "CREATE TABLE t (a INTEGER)", "answer": f"SELECT {i} FROM t"}
-               for i in range(20)]
+    records = [
+        {"question": f"q{i}", "context": "CREATE TABLE t (a INTEGER)", "answer": f"SELECT {i} FROM t"}
+        for i in range(20)
+    ]
     write(tmp_path / "data.jsonl", []).write_text("\n".join(json.dumps(r) for r in records) + "\n")
     td.main(["--sql_data", str(tmp_path / "data.jsonl"), "--sql_test_fraction", "0.25", "--output_dir", str(tmp_path)])
     train = json.loads((tmp_path / "train.json").read_text())
@@ -172,25 +204,43 @@ def test_convert_holds_out_a_test_share_without_test_file(tmp_path):
 
 
 def test_convert_input_output_records(tmp_path):
-    built = ("Below is an instruction.\n\n### Instruction:\nHow many teams are there?\n\n"
-             "### Input:\nCREATE TABLE team (team_id VARCHAR)\n\n### Response:\n")
+    built = (
+        "Below is an instruction.\n\n### Instruction:\nHow many teams are there?\n\n"
+        "### Input:\nCREATE TABLE team (team_id VARCHAR)\n\n### Response:\n"
+    )
     other = "Translate to SQL: how many teams? Tables: CREATE TABLE team (team_id VARCHAR)"
-    write(tmp_path / "llama_train.json", [{"input": built, "output": "SELECT COUNT(*) FROM team"},
-                                          {"input": other, "output": "SELECT COUNT(*) FROM team"}])
-    td.main(["--sql_data", str(tmp_path / "llama_train.json"), "--sql_test_fraction", "0",
-             "--output_dir", str(tmp_path / "out")])
+    write(
+        tmp_path / "llama_train.json",
+        [
+            {"input": built, "output": "SELECT COUNT(*) FROM team"},
+            {"input": other, "output": "SELECT COUNT(*) FROM team"},
+        ],
+    )
+    td.main(
+        [
+            "--sql_data",
+            str(tmp_path / "llama_train.json"),
+            "--sql_test_fraction",
+            "0",
+            "--output_dir",
+            str(tmp_path / "out"),
+        ]
+    )
     rebuilt, kept = json.loads((tmp_path / "out" / "train.json").read_text())
     assert rebuilt["prompt"] == td.sql_prompt("CREATE TABLE team (team_id VARCHAR)", "How many teams are there?")
     assert kept["prompt"] == other
     assert rebuilt["context"] == kept["context"] == "CREATE TABLE team (team_id VARCHAR)"
 
 
-@pytest.mark.parametrize("content, message", [
-    ([{"question": "q", "query": "SELECT 1"}], "found: query, question"),
-    ([{"question": "q", "context": "CREATE TABLE t (a INTEGER)", "answer": 3}], "found: answer, context, question"),
-    (["just text"], "expected an object"),
-    ({"rows": []}, "expected a JSON list"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ([{"question": "q", "query": "SELECT 1"}], "found: query, question"),
+        ([{"question": "q", "context": "CREATE TABLE t (a INTEGER)", "answer": 3}], "found: answer, context, question"),
+        (["just text"], "expected an object"),
+        ({"rows": []}, "expected a JSON list"),
+    ],
+)
 def test_convert_bad_records_fail_with_one_line(tmp_path, content, message):
     path = write(tmp_path / "bad.json", content)
     with pytest.raises(SystemExit) as caught:
@@ -201,10 +251,13 @@ def test_convert_bad_records_fail_with_one_line(tmp_path, content, message):
     assert not (tmp_path / "out" / "train.json").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--sql_data", "missing.json", "--output_dir", "x"], "file not found"),
-    (["--sql_data", "examples/text2sql/train.json"], "--output_dir"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sql_data", "missing.json", "--output_dir", "x"], "file not found"),
+        (["--sql_data", "examples/text2sql/train.json"], "--output_dir"),
+    ],
+)
 def test_convert_bad_arguments(args, message, monkeypatch):
     monkeypatch.chdir(ROOT)
     with pytest.raises(SystemExit) as caught:
