@@ -255,13 +255,11 @@ def test_round_trip_through_load_from_disk_and_sft_loader(tmp_path):
     if not (ROOT / "sft.py").exists():
         pytest.skip("sft.py is not in the repository yet; only the messages format was checked")
     sft = load_script("sft")
-    loader = next((getattr(sft, n) for n in ("load_training_data", "load_data", "load_datasets") if hasattr(sft, n)),
-                  None)
-    if loader is None:
-        pytest.skip("sft.py has no data-loading function this test knows how to call")
-    loaded = loader(str(tmp_path / "out"))
-    train = loaded["train"] if isinstance(loaded, (dict, datasets.DatasetDict)) else loaded[0]
-    assert len(train) == len(data["train"])
+    raw = sft.load_raw_dataset(str(tmp_path / "out"))
+    assert sft.pick_split(raw, "train") == "train" and sft.pick_split(raw, "validation") == "validation"
+    assert sft.detect_format(raw["train"].column_names, "mix") == "messages"
+    assert sft.to_messages(raw["train"][0], "messages")["messages"] == data["train"][0]["messages"]
+    assert len(raw["validation"]) == len(data["validation"])
 
 
 # --- bad input ----------------------------------------------------------------------------------------------------------
@@ -359,3 +357,61 @@ def test_failed_save_leaves_the_old_output_intact(tmp_path, monkeypatch):
     assert datasets.load_from_disk(str(tmp_path / "out"))["train"].to_list() == before
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")]
     assert leftovers == []
+
+
+# --- hub sources (faked: no network in tests) ---------------------------------------------------------------------------
+
+
+def fake_hub(monkeypatch, calls, rows=200, fail_for=()):
+    def load_dataset(name, subset=None, split=None, streaming=False, **kwargs):
+        calls.append({"name": name, "subset": subset, "split": split, "streaming": streaming})
+        if name in fail_for:
+            raise ConnectionError("503 Service Unavailable")
+
+        def generate():
+            for row in qa_rows(name, rows):
+                yield row
+        return datasets.IterableDataset.from_generator(generate) if streaming else \
+            datasets.Dataset.from_list(list(generate()))
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(cm, "hub_reachable", lambda: True)
+    monkeypatch.setattr(cm.datasets, "load_dataset", load_dataset)
+
+
+def test_hub_sources_are_streamed_and_only_the_needed_rows_taken(tmp_path, monkeypatch):
+    calls = []
+    fake_hub(monkeypatch, calls)
+    config = write_config(tmp_path, [
+        {"name": "owner/big", "subset": "main", "columns": {"user": "question", "assistant": "answer"},
+         "proportion": 0.75},
+        {"name": "owner/other", "columns": {"user": "question", "assistant": "answer"}, "proportion": 0.25}])
+    data, summary = run(tmp_path, "--config", config, "--total_size", 40)
+    assert calls == [{"name": "owner/big", "subset": "main", "split": "train", "streaming": True},
+                     {"name": "owner/other", "subset": None, "split": "train", "streaming": True}]
+    assert [(s["taken"], s["available"]) for s in summary["sources"]] == [(30, None), (10, None)]
+    assert len(all_rows(data)) == 40
+
+
+def test_streamed_hub_source_with_missing_columns(tmp_path, monkeypatch):
+    fake_hub(monkeypatch, [])
+    config = write_config(tmp_path, [{"name": "owner/big", "columns": {"user": "query", "assistant": "answer"},
+                                      "proportion": 1.0}])
+    with pytest.raises(SystemExit, match=r"missing column\(s\) query; found question, answer"):
+        run(tmp_path, "--config", config, "--total_size", 10)
+
+
+def test_default_mix_falls_back_per_source_when_a_hub_load_fails(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO)
+    calls = []
+    fake_hub(monkeypatch, calls, fail_for=("Open-Orca/SlimOrca-Dedup",))
+    monkeypatch.setattr(cm, "DEFAULT_MIX", [
+        cm.Source(name="Open-Orca/SlimOrca-Dedup", label="slimorca", format="sharegpt", proportion=0.5,
+                  erase_prompt=True, offline_sample="slimorca_dedup_sample.jsonl"),
+        cm.Source(name="openai/gsm8k", label="gsm8k", subset="main", proportion=0.5,
+                  columns={"user": "question", "assistant": "answer"}, offline_sample="gsm8k_main_sample.jsonl")])
+    data, summary = run(tmp_path, "--total_size", 20)
+    assert "OFFLINE SAMPLE: Open-Orca/SlimOrca-Dedup" in caplog.text and "503" in caplog.text
+    assert [s["read_from"] for s in summary["sources"]] == ["examples/orca/slimorca_dedup_sample.jsonl",
+                                                            "openai/gsm8k"]
+    assert sum(r["source"] == "slimorca" for r in all_rows(data)) == 10
