@@ -683,6 +683,12 @@ def finqa_ask_teacher(client, model, prompt, args):
     return ""
 
 
+def finqa_ends_with_newline(path):
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
+
+
 def finqa_teacher_codes(examples, args, cache_path):
     """Code for each example from the teacher; answers are appended to cache_path as they arrive, so a rerun only
     asks for what is missing. Returns {id: code}; ids whose calls failed are absent."""
@@ -710,6 +716,8 @@ def finqa_teacher_codes(examples, args, cache_path):
         client = OpenAI(base_url=getattr(args, "base_url", None), api_key=api_key, max_retries=0, timeout=timeout)
         os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
         with open(cache_path, "a", encoding="utf-8") as cache, ThreadPoolExecutor(args.max_concurrency) as pool:
+            if cache.tell() and not finqa_ends_with_newline(cache_path):
+                cache.write("\n")  # end a line an interrupted run left cut short, so the next answer stays readable
             futures = {
                 pool.submit(finqa_ask_teacher, client, args.teacher_model, example["prompt"], args): example_id
                 for example_id, example in todo.items()
@@ -1046,6 +1054,8 @@ def write_json_atomic(path, data):
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(data, stream, indent=2, ensure_ascii=False)
             stream.write("\n")
+        # mkstemp makes the file private (0600); give it the mode the old file had, or the usual 0644
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -1058,6 +1068,7 @@ def write_text_atomic(path, text):
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

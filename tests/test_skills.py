@@ -174,6 +174,7 @@ def test_collect_split_is_stratified_and_deterministic(skill_dir, capsys):
         runs.append((json.loads(out), json.loads(test_file.read_text())))
     assert runs[0] == runs[1]
     train, test = runs[0]
+    assert test_file.stat().st_mode & 0o777 == 0o644
     assert len(train) + len(test) == 7
     assert sorted(r["skill"] for r in test) == ["notes", "other", "weather"]  # one per skill, none left without train
     assert {r["skill"] for r in train} == {"notes", "other", "weather"}
@@ -334,11 +335,13 @@ def test_create_rejects_invalid_and_duplicate_examples(skill_dir, capsys, monkey
 
 def test_create_append_keeps_existing_content(skill_dir, capsys, monkeypatch):
     path = skill_dir / "weather_examples.txt"
+    path.chmod(0o640)
     with FakeAPI([(500, {}), tool_answer(GOOD)]) as api:
         code, out, err = create(skill_dir, capsys, api, "--append", monkeypatch=monkeypatch)
     assert code == 0 and out == ""
     text = path.read_text()
     assert text.startswith(WEATHER)
+    assert path.stat().st_mode & 0o777 == 0o640
     assert "#### Generated Examples:" in text
     skill = td.parse_skill_file(path)
     assert [e["user"] for e in skill["examples"]][-2:] == ["how's the weather in Oslo", "is it hot outside"]
@@ -460,3 +463,20 @@ def test_shipped_skill_files(root, capsys, tmp_path):
     train, test = json.loads(out), json.loads((tmp_path / "t.json").read_text())
     assert {r["skill"] for r in test} == names
     assert len(train) + len(test) == sum(len(s["examples"]) for s in skills.values())
+
+
+def test_command_line_stdout_is_pure_json_and_errors_are_one_line(root, skill_dir, tmp_path):
+    import subprocess
+    import sys
+
+    files = sorted(str(p) for p in skill_dir.glob("*_examples.txt"))
+    command = [sys.executable, str(root / "training_data.py"), "-t", "--files", *files]
+    done = subprocess.run([*command, "--test_file", str(tmp_path / "t.json")], capture_output=True, text=True)
+    assert done.returncode == 0
+    assert len(json.loads(done.stdout)) + len(json.loads((tmp_path / "t.json").read_text())) == 7
+    assert "collected 7 examples of 3 skills" in done.stderr
+    write(skill_dir, "other_examples.txt", OTHER + "\n### User: dangling request\n")
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().count("\n") == 0
+    assert done.stderr.startswith(f"error: {skill_dir / 'other_examples.txt'}:12: '### User:' has no")
