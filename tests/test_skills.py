@@ -51,6 +51,12 @@ No skill applies.
 """
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_dir(tmp_path, monkeypatch):
+    # default output paths (data/skills/test.json) must land in the test's folder, never in the repository
+    monkeypatch.chdir(tmp_path)
+
+
 def write(folder, name, text):
     path = folder / name
     path.write_text(text, encoding="utf-8")
@@ -196,7 +202,7 @@ def test_collect_bad_fraction_and_duplicate_skill(skill_dir, capsys):
     code, _, _ = collect(skill_dir, capsys, "--test_fraction", "1")
     assert "--test_fraction" in str(code)
     write(skill_dir, "copy.txt", OTHER)
-    code, _, _ = collect(skill_dir, capsys)
+    code, _, _ = collect(skill_dir, capsys, "--test_fraction", "0")
     assert code == 0  # copy.txt does not match *_examples.txt
     code, _, _ = run_main(["-t", "--files", str(skill_dir / "copy.txt"), str(skill_dir / "other_examples.txt")], capsys)
     assert "defined again" in str(code)
