@@ -13,9 +13,12 @@ import math
 import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -307,12 +310,252 @@ def metric_sql_execution_match(rows):
     return {"sql_execution_match": sum(r["sql_execution_match"] for r in rows) / n, "sql_error_rate": errors / n}
 
 
+# FinQA / ConvFinQA execution accuracy (issue 3). The sandbox repeats training_data.py's: scripts stand alone.
+
+# Modules the generated code gets refused: processes, sockets, native calls, file trees, the raw os layer.
+FINQA_BLOCKED_MODULES = (
+    "subprocess _posixsubprocess multiprocessing _multiprocessing socket _socket ssl _ssl select selectors asyncio "
+    "ctypes _ctypes shutil pty tty fcntl posix nt urllib urllib.request http http.client ftplib smtplib telnetlib "
+    "webbrowser gc _imp signal mmap resource sqlite3 _sqlite3 tempfile pathlib glob zipfile tarfile"
+).split()
+FINQA_BLOCKED_OS = (
+    "system popen fork forkpty vfork execv execve execvp execvpe execl execle execlp execlpe spawnv spawnve spawnvp "
+    "spawnvpe spawnl spawnle spawnlp spawnlpe posix_spawn posix_spawnp kill killpg remove unlink rmdir removedirs "
+    "rename renames replace mkdir makedirs mkfifo mknod link symlink chmod fchmod lchmod chown fchown lchown truncate "
+    "ftruncate write writev pwrite pwritev open openpty dup dup2 setsid setpgid setuid setgid putenv unsetenv chdir "
+    "fchdir chroot utime sendfile _exit abort register_at_fork pipe pipe2 memfd_create"
+).split()
+# The child applies its own limits before it reads the generated code, instead of a preexec_fn in the parent:
+# preexec_fn is unsafe when the parent runs threads (the teacher pool, torch in eval.py). As root it also moves into a
+# fresh network namespace (no interface but loopback) and drops to nobody, so file and network access fail at the
+# kernel, not only at the Python-level guards below (which a determined program could get around).
+FINQA_SANDBOX_BOOTSTRAP = r'''
+import builtins, io, json, math, numbers, os, resource, sys, types
+import datetime, decimal, fractions, statistics
+request = json.loads(sys.stdin.read())
+result_fd = os.dup(1)
+null_fd = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null_fd, fd)
+real_write, real_exit, dumps = os.write, os._exit, json.dumps
+
+def send(payload):
+    data = dumps(payload).encode()
+    while data:
+        data = data[real_write(result_fd, data):]
+    real_exit(0)
+
+if os.geteuid() == 0:
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).unshare(0x40000000)
+    except Exception:
+        pass
+    try:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    except OSError:
+        pass
+limit_bytes = int(request["memory_mb"]) * 1024 * 1024
+resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+resource.setrlimit(resource.RLIMIT_CPU, (int(request["cpu_s"]), int(request["cpu_s"]) + 1))
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+def blocked(*args, **kwargs):
+    raise PermissionError("blocked in the sandbox")
+
+real_open, real_file_io = builtins.open, io.FileIO
+
+def guarded_open(file, mode="r", *args, **kwargs):
+    if not isinstance(file, (str, bytes)) or any(flag in mode for flag in "wax+"):
+        raise PermissionError("writing files is blocked in the sandbox")
+    return real_open(file, mode, *args, **kwargs)
+
+def guarded_file_io(file, mode="r", *args, **kwargs):
+    if not isinstance(file, (str, bytes)) or any(flag in mode for flag in "wax+"):
+        raise PermissionError("writing files is blocked in the sandbox")
+    return real_file_io(file, mode, *args, **kwargs)
+
+builtins.open = io.open = guarded_open
+io.FileIO = guarded_file_io
+for module in (os, sys.modules.get("posix")):
+    for name in request["blocked_os"]:
+        if module is not None and hasattr(module, name):
+            setattr(module, name, blocked)
+
+def refuse(name):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    raise PermissionError("this module is blocked in the sandbox")
+
+for name in request["blocked_modules"]:
+    stub = types.ModuleType(name)
+    stub.__getattr__ = refuse
+    sys.modules[name] = stub
+
+class Captured(io.StringIO):
+    def write(self, text):
+        if self.tell() < 2000:
+            super().write(str(text)[:2000])
+        return len(text)
+
+captured = sys.stdout = sys.stderr = Captured()
+namespace = {"__name__": "__main__", "__builtins__": builtins}
+try:
+    program = compile(request["code"], "<generated>", "exec")
+except (SyntaxError, ValueError) as error:
+    send({"status": "syntax_error", "message": str(error)[:300]})
+try:
+    exec(program, namespace)
+except MemoryError:
+    send({"status": "memory", "message": "MemoryError"})
+except PermissionError as error:
+    send({"status": "blocked", "message": str(error)[:300]})
+except RecursionError:
+    send({"status": "runtime_error", "message": "RecursionError"})
+except BaseException as error:
+    send({"status": "runtime_error", "message": (type(error).__name__ + ": " + str(error))[:300]})
+if "ans" not in namespace:
+    send({"status": "no_ans", "message": "the code never sets ans"})
+answer = namespace["ans"]
+try:
+    if isinstance(answer, bool) or type(answer).__name__ == "bool_":
+        answer = bool(answer)
+    elif isinstance(answer, numbers.Real) or hasattr(answer, "__float__"):
+        answer = float(answer)
+        if not math.isfinite(answer):
+            answer = repr(answer)
+    else:
+        answer = str(answer)[:200]
+except BaseException as error:
+    send({"status": "runtime_error", "message": "ans cannot be read: " + type(error).__name__})
+send({"status": "ok", "answer": answer, "stdout": io.StringIO.getvalue(captured)[:2000]})
+'''
+
+
+def finqa_run_code(code, timeout=5.0, memory_mb=512):
+    """Run untrusted code in a fresh, isolated Python process; return (answer, status, message).
+
+    status is "ok" (answer is a float, bool or str) or a drop reason: timeout, memory, blocked, syntax_error,
+    runtime_error, no_ans, crashed."""
+    request = {
+        "code": code,
+        "memory_mb": memory_mb,
+        "cpu_s": max(1, math.ceil(timeout)),
+        "blocked_os": FINQA_BLOCKED_OS,
+        "blocked_modules": FINQA_BLOCKED_MODULES,
+    }
+    with tempfile.TemporaryDirectory(prefix="finqa_sandbox_") as workdir:
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", FINQA_SANDBOX_BOOTSTRAP],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=workdir,
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+            start_new_session=True,
+        )
+        try:
+            output, _ = process.communicate(json.dumps(request).encode(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None, "timeout", f"no answer within {timeout:g}s"
+        finally:
+            # The whole session goes, so nothing the code managed to start outlives it.
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            process.wait()
+    try:
+        payload = json.loads(output.decode("utf-8", "replace"))
+    except ValueError:
+        code_signal = -process.returncode if process.returncode and process.returncode < 0 else None
+        if code_signal in (signal.SIGXCPU, signal.SIGKILL):
+            return None, "timeout", f"killed by signal {code_signal}"
+        if code_signal == signal.SIGXFSZ:
+            return None, "blocked", "tried to write a file"
+        return None, "crashed", f"exit status {process.returncode} without an answer"
+    if payload.get("status") == "ok":
+        return payload.get("answer"), "ok", payload.get("stdout", "")
+    return None, payload.get("status", "crashed"), payload.get("message", "")
+
+
+def finqa_answers_match(predicted, gold, rel_tol=1e-3, abs_tol=1e-4):
+    """FinQA's conventions: yes/no for comparisons, 25% == 0.25, small rounding differences allowed."""
+    if isinstance(gold, str) and gold.strip().lower() in ("yes", "no"):
+        if isinstance(predicted, bool):
+            predicted = "yes" if predicted else "no"
+        return isinstance(predicted, str) and predicted.strip().lower() == gold.strip().lower()
+    try:
+        gold_value = float(str(gold).replace(",", "").replace("%", "").strip()) if isinstance(gold, str) else float(gold)
+        if isinstance(gold, str) and gold.strip().endswith("%"):
+            gold_value /= 100
+        if isinstance(predicted, bool) or predicted is None:
+            return False
+        predicted_value = float(predicted)
+    except (TypeError, ValueError):
+        return False
+    if not (math.isfinite(predicted_value) and math.isfinite(gold_value)):
+        return False
+    for candidate in (predicted_value, predicted_value / 100, predicted_value * 100):
+        if math.isclose(candidate, gold_value, rel_tol=rel_tol, abs_tol=abs_tol):
+            return True
+        if round(candidate, 2) == round(gold_value, 2) and abs(gold_value) >= 1:
+            return True
+    return False
+
+
+def finqa_extract_code(text):
+    blocks = re.findall(r"```(?:python|py)?[ \t]*\n(.*?)```", str(text or ""), flags=re.DOTALL)
+    code = blocks[0] if blocks else str(text or "")
+    return code.strip() + "\n" if code.strip() else ""
+
+
+FINQA_EXECUTION_TIMEOUT = 5.0  # seconds one predicted program may run
+
+
+def metric_execution_accuracy(rows):
+    """Run each predicted program in the sandbox and compare its `ans` with the row's gold_answer (FinQA rules).
+
+    Rows without gold_answer get it by running the reference program. Adds executed_answer, verdict (correct,
+    wrong_answer or why the code did not run) and execution_message to each row."""
+
+    def verdict(row):
+        gold = row.get("gold_answer")
+        if gold is None:
+            gold, status, _ = finqa_run_code(finqa_extract_code(row.get("reference", "")))
+            if status != "ok":
+                return None, "no_gold_answer", "gold_answer is missing and the reference code does not run"
+        code = finqa_extract_code(row.get("prediction", ""))
+        if not code:
+            return None, "no_code", "the prediction is empty"
+        answer, status, message = finqa_run_code(code, FINQA_EXECUTION_TIMEOUT)
+        if status != "ok":
+            return None, status, message
+        return answer, "correct" if finqa_answers_match(answer, gold) else "wrong_answer", message
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(verdict, rows))
+    for row, (answer, status, message) in zip(rows, results):
+        row["executed_answer"], row["verdict"], row["execution_message"] = answer, status, message
+    n = max(len(rows), 1)
+    failed = sum(row["verdict"] not in ("correct", "wrong_answer") for row in rows)
+    return {
+        "execution_accuracy": sum(row["verdict"] == "correct" for row in rows) / n,
+        "execution_failure_rate": failed / n,
+    }
+
+
 METRICS = {
     "exact_match": metric_exact_match,
     "rouge": metric_rouge,
     "call_match": metric_call_match,
     "sql_exact_match": metric_sql_exact_match,
     "sql_execution_match": metric_sql_execution_match,
+    "execution_accuracy": metric_execution_accuracy,
 }
 
 
