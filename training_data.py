@@ -68,6 +68,7 @@ FINQA_NAME_STOPWORDS = set(
     "compared million millions billion billions thousand thousands percent respectively which we had has have "
     "during year years ended fiscal end than versus vs".split()
 )
+FINQA_SLUG_FILLERS = {"a", "an", "the", "of", "in", "and", "millions", "thousands", "billions", "dollars", "usd"}
 FINQA_RESERVED_NAMES = {"ans", "sum", "len", "max", "min", "abs", "round", "list", "float", "int", "value"}
 FINQA_DROP_WARNINGS = 20
 # Modules the generated code gets refused: processes, sockets, native calls, file trees, the raw os layer.
@@ -327,7 +328,7 @@ def finqa_parse_program(program):
 
 
 def finqa_slug(text, max_words=5):
-    words = re.findall(r"[a-z0-9]+", str(text).lower())
+    words = [w for w in re.findall(r"[a-z0-9]+", str(text).lower()) if w not in FINQA_SLUG_FILLERS]
     return "_".join(words[:max_words])
 
 
@@ -715,23 +716,31 @@ def finqa_teacher_codes(examples, args, cache_path):
         timeout = getattr(args, "timeout", None) or 60.0
         client = OpenAI(base_url=getattr(args, "base_url", None), api_key=api_key, max_retries=0, timeout=timeout)
         os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
-        with open(cache_path, "a", encoding="utf-8") as cache, ThreadPoolExecutor(args.max_concurrency) as pool:
+        pool = ThreadPoolExecutor(max(1, args.max_concurrency))
+        with open(cache_path, "a", encoding="utf-8") as cache:
             if cache.tell() and not finqa_ends_with_newline(cache_path):
                 cache.write("\n")  # end a line an interrupted run left cut short, so the next answer stays readable
             futures = {
                 pool.submit(finqa_ask_teacher, client, args.teacher_model, example["prompt"], args): example_id
                 for example_id, example in todo.items()
             }
-            for future in as_completed(futures):
-                example_id = futures[future]
-                try:
-                    response = future.result()
-                except Exception as error:
-                    logger.warning("teacher failed for %s: %s", example_id, str(error).splitlines()[0][:200])
-                    continue
-                cached[example_id] = response
-                cache.write(json.dumps({"id": example_id, "model": args.teacher_model, "response": response}) + "\n")
-                cache.flush()
+            try:
+                for future in as_completed(futures):
+                    example_id = futures[future]
+                    try:
+                        response = future.result()
+                    except Exception as error:
+                        logger.warning("teacher failed for %s: %s", example_id, str(error).splitlines()[0][:200])
+                        continue
+                    cached[example_id] = response
+                    entry = {"id": example_id, "model": args.teacher_model, "response": response}
+                    cache.write(json.dumps(entry) + "\n")
+                    cache.flush()
+            except KeyboardInterrupt:
+                fail(f"interrupted; {len(cached)} teacher answers are in {cache_path}, run the same command to resume")
+            finally:
+                # Queued requests are cancelled, so an interrupt does not wait for (or pay for) the rest.
+                pool.shutdown(wait=False, cancel_futures=True)
     return {example_id: finqa_extract_code(response) for example_id, response in cached.items()}
 
 
