@@ -245,9 +245,11 @@ def test_context_gold_and_token_budget():
     assert "| revenue | $ 1,250 | $ 1,000 | $ 900 |" in full and "management expects" in full
     assert "| ( in millions ) | 2019 |" in gold and "| revenue |" in gold and "repurchased" in gold
     assert "gross margin" not in gold and "management expects" not in gold
-    trimmed = td.finqa_context(doc, RECORD["qa"]["gold_inds"], "full", 40)
-    assert td.finqa_count_tokens(trimmed) <= 40
-    assert "| revenue |" in trimmed  # gold evidence is kept longest
+    trimmed = td.finqa_context(doc, RECORD["qa"]["gold_inds"], "full", 80)
+    assert td.finqa_count_tokens(trimmed) <= 80
+    # gold evidence is kept longest, then the table header; plain text goes first
+    assert "| revenue |" in trimmed and "repurchased" in trimmed and "| ( in millions ) |" in trimmed
+    assert "management expects" not in trimmed and "gross margin" not in trimmed
     prompt = td.finqa_prompt(trimmed, RECORD["qa"]["question"], [])
     assert prompt.rstrip().endswith("Question: what was the percentage change in revenue from 2018 to 2019?")
 
