@@ -490,9 +490,11 @@ def finqa_answers_match(predicted, gold, rel_tol=1e-3, abs_tol=1e-4):
             predicted = "yes" if predicted else "no"
         return isinstance(predicted, str) and predicted.strip().lower() == gold.strip().lower()
     try:
-        gold_value = float(str(gold).replace(",", "").replace("%", "").strip()) if isinstance(gold, str) else float(gold)
-        if isinstance(gold, str) and gold.strip().endswith("%"):
-            gold_value /= 100
+        if isinstance(gold, str):
+            gold_value = float(gold.replace(",", "").replace("%", "").strip())
+            gold_value = gold_value / 100 if gold.strip().endswith("%") else gold_value
+        else:
+            gold_value = float(gold)
         if isinstance(predicted, bool) or predicted is None:
             return False
         predicted_value = float(predicted)

@@ -249,9 +249,11 @@ def finqa_answers_match(predicted, gold, rel_tol=1e-3, abs_tol=1e-4):
             predicted = "yes" if predicted else "no"
         return isinstance(predicted, str) and predicted.strip().lower() == gold.strip().lower()
     try:
-        gold_value = float(str(gold).replace(",", "").replace("%", "").strip()) if isinstance(gold, str) else float(gold)
-        if isinstance(gold, str) and gold.strip().endswith("%"):
-            gold_value /= 100
+        if isinstance(gold, str):
+            gold_value = float(gold.replace(",", "").replace("%", "").strip())
+            gold_value = gold_value / 100 if gold.strip().endswith("%") else gold_value
+        else:
+            gold_value = float(gold)
         if isinstance(predicted, bool) or predicted is None:
             return False
         predicted_value = float(predicted)
@@ -796,7 +798,8 @@ def finqa_clean(examples, codes, args, drops):
             if status != "ok":
                 finqa_drop(drops, status, f"{example['where']}: {message}")
             elif not finqa_answers_match(answer, example["gold_answer"]):
-                finqa_drop(drops, "wrong_answer", f"{example['where']}: ans={answer!r}, gold={example['gold_answer']!r}")
+                detail = f"{example['where']}: ans={answer!r}, gold={example['gold_answer']!r}"
+                finqa_drop(drops, "wrong_answer", detail)
             else:
                 kept.append(example)
     return kept
