@@ -575,6 +575,9 @@ MODEL_ALIASES = {
 DATA_EXTENSIONS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 SPLIT_ALIASES = [("validation", "valid", "val", "dev", "eval"), ("test",), ("train",)]
 GENERATION_METRICS = set(METRICS)
+AUTO_BATCH_START = 128  # first try of --batch_size auto on CUDA; halved on every out-of-memory error
+CPU_AUTO_BATCH = 16  # on CPU bigger batches gain little and a batch is padded to its longest prompt
+REPORTERS = {"wandb": "wandb", "tensorboard": "tensorboard"}  # --report_to value -> pip package it needs
 
 
 @dataclass
@@ -600,9 +603,22 @@ class EvalArguments:
         default=None, metadata={"help": "Base model for --compare_base (default: the adapter's or model card's base)."}
     )
     max_new_tokens: int = field(default=256, metadata={"help": "Generation length limit per example."})
-    batch_size: int = field(default=16, metadata={"help": "Prompts generated together."})
+    batch_size: str = field(
+        default="16",
+        metadata={"help": "Prompts generated together, or 'auto': the largest that fits (CUDA: halved on out of memory "
+                          f"from {AUTO_BATCH_START}; CPU: {CPU_AUTO_BATCH})."},
+    )
     max_samples: int | None = field(default=None, metadata={"help": "Evaluate only the first N examples."})
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, float32, bfloat16, float16."})
+    backend: str = field(
+        default="transformers",
+        metadata={"help": "Generation engine: transformers, or vllm (needs the vllm package and a CUDA GPU)."},
+    )
+    report_to: str = field(
+        default="none",
+        metadata={"help": "Also log the metrics to: none, wandb, tensorboard (comma-separated; WANDB_PROJECT names "
+                          "the wandb project; tensorboard writes <output_dir>/runs)."},
+    )
 
 
 def fail(message):
@@ -687,8 +703,10 @@ def load_model(name, dtype):
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     except OSError as error:
         fail(f"could not load model {name}: {str(error).splitlines()[0]}")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device).eval(), path
+    from accelerate import PartialState
+
+    # under accelerate launch each process takes its own GPU (or the CPU with --cpu)
+    return model.to(PartialState().device).eval(), path
 
 
 def load_tokenizer(path):
@@ -802,17 +820,56 @@ def build_rows(records, tokenizer, source):
     return rows
 
 
+def main_process():
+    """True on the process that scores and writes files (the only one unless started with accelerate launch)."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def in_batches(items, batch_size, step, desc):
+    """Call step(batch) over items; batch_size "auto" (CUDA) starts at AUTO_BATCH_START and halves on out of memory.
+
+    Returns the batch size that worked, so a later pass can start there.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    size = AUTO_BATCH_START if batch_size == "auto" else batch_size
+    start = 0
+    with tqdm(total=len(items), desc=desc, unit="example", disable=not main_process()) as bar:
+        while start < len(items):
+            batch = items[start : start + size]
+            try:
+                step(batch)
+                out_of_memory = False
+            except torch.OutOfMemoryError:
+                if batch_size != "auto" or size == 1:
+                    fail(f"out of GPU memory at batch size {size}; use a smaller --batch_size, --batch_size auto or a "
+                         "smaller --max_new_tokens")
+                out_of_memory = True
+            if out_of_memory:  # outside the except block, so the failed batch's tensors are freed first
+                size //= 2
+                torch.cuda.empty_cache()
+                logger.info(f"{desc}: out of GPU memory, --batch_size auto tries {size}")
+                continue
+            start += len(batch)
+            bar.update(len(batch))
+    if batch_size == "auto":
+        logger.info(f"{desc}: --batch_size auto used {size}")
+    return size
+
+
 def generate(model, tokenizer, prompts, batch_size, max_new_tokens):
     """Greedy generation in batches of similar length (left padding, KV cache), stopping at EOS."""
     import torch
-    from tqdm.auto import tqdm
 
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # similar lengths -> less padding
     outputs = [""] * len(prompts)
     pad = tokenizer.pad_token_id
-    for start in tqdm(range(0, len(order), batch_size), desc="Generating", unit="batch"):
-        batch = order[start : start + batch_size]
+
+    def step(batch):
         width = max(len(encoded[i]) for i in batch)
         input_ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in batch])
         attention_mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in batch])
@@ -823,11 +880,49 @@ def generate(model, tokenizer, prompts, batch_size, max_new_tokens):
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
         for i, sequence in zip(batch, generated[:, width:]):
             outputs[i] = tokenizer.decode(sequence, skip_special_tokens=True).strip()
+
+    in_batches(order, batch_size, step, "Generating")
     return outputs
 
 
-def perplexity(model, tokenizer, rows, batch_size):
-    """exp(mean negative log-likelihood of the reference tokens given the prompt), as in training (ends with EOS)."""
+VLLM_ENGINE = {}  # one engine per process: vLLM reserves most of the GPU memory when it starts
+
+
+def generate_vllm(model_name, tokenizer, prompts, max_new_tokens, dtype, lora_rank):
+    """Greedy generation with vLLM; a LoRA adapter runs on its base model through a LoRARequest (no merge).
+
+    lora_rank is the rank of the adapter evaluated in this run (None for a full model), so that the base model of
+    --compare_base and the adapter share one engine.
+    """
+    import gc
+
+    import torch
+    from vllm import LLM, SamplingParams
+    from vllm.lora.request import LoRARequest
+
+    path = resolve_model(model_name)
+    base = base_model_of(path) if Path(path).is_dir() else None
+    engine_model = resolve_model(base) if base else path
+    if VLLM_ENGINE.get("model") != engine_model:
+        VLLM_ENGINE.clear()
+        gc.collect()
+        torch.cuda.empty_cache()
+        lora = {}
+        if lora_rank:  # vLLM only accepts some ranks; round up to the next one
+            lora = {"enable_lora": True, "max_lora_rank": next(r for r in (8, 16, 32, 64, 128, 256, 512)
+                                                               if r >= min(lora_rank, 512))}
+        VLLM_ENGINE.update(model=engine_model, llm=LLM(model=engine_model, tokenizer=tokenizer.name_or_path,
+                                                       dtype=dtype, seed=0, **lora))
+    request = LoRARequest("adapter", 1, path) if base else None
+    # token ids, not text: the prompts are already rendered with the template and must not get a second BOS
+    inputs = [{"prompt_token_ids": tokenizer(p, add_special_tokens=False)["input_ids"]} for p in prompts]
+    results = VLLM_ENGINE["llm"].generate(inputs, SamplingParams(temperature=0, max_tokens=max_new_tokens),
+                                          lora_request=request)
+    return [result.outputs[0].text.strip() for result in results]
+
+
+def reference_nll(model, tokenizer, rows, batch_size):
+    """(summed negative log-likelihood, token count) of the references given the prompts, each ending with EOS."""
     import torch
     import torch.nn.functional as F
 
@@ -836,10 +931,11 @@ def perplexity(model, tokenizer, rows, batch_size):
         prompt_ids = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
         answer_ids = tokenizer(row["reference"] + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
         examples.append((prompt_ids, answer_ids))
-    total_nll, total_tokens = 0.0, 0
+    examples.sort(key=lambda e: len(e[0]) + len(e[1]))  # similar lengths -> less padding
+    totals = [0.0, 0]
     pad = tokenizer.pad_token_id
-    for start in range(0, len(examples), batch_size):
-        batch = examples[start : start + batch_size]
+
+    def step(batch):
         width = max(len(p) + len(a) for p, a in batch)
         ids = torch.full((len(batch), width), pad)
         labels = torch.full((len(batch), width), -100)
@@ -852,27 +948,135 @@ def perplexity(model, tokenizer, rows, batch_size):
             logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
         shifted = labels[:, 1:].to(model.device)
         nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), shifted, ignore_index=-100, reduction="sum")
-        total_nll += nll.item()
-        total_tokens += (shifted != -100).sum().item()
-    return {"perplexity": math.exp(total_nll / max(total_tokens, 1))}
+        totals[0] += nll.item()
+        totals[1] += (shifted != -100).sum().item()
+
+    in_batches(examples, batch_size, step, "Perplexity")
+    return totals[0], totals[1]
+
+
+def perplexity(model, tokenizer, rows, batch_size):
+    """exp(mean negative log-likelihood of the reference tokens given the prompt), as in training (ends with EOS)."""
+    nll, tokens = reference_nll(model, tokenizer, rows, batch_size)
+    return {"perplexity": math.exp(nll / max(tokens, 1))}
 
 
 def evaluate(model_name, tokenizer, rows, metrics, args):
-    """Generate for every row, then score; returns (scores, rows with predictions)."""
-    model, _ = load_model(model_name, args.dtype)
+    """Generate for every row, then score; returns (scores, rows with predictions).
+
+    Under `accelerate launch` each process takes its share of the rows; predictions are gathered back in dataset
+    order and only the main process scores (the other processes get empty scores).
+    """
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    state = PartialState()
     rows = [dict(row) for row in rows]
+    generating = any(m in GENERATION_METRICS for m in metrics)
+    with state.split_between_processes(list(range(len(rows)))) as mine:
+        mine = list(mine)
+        nll, predictions = (0.0, 0), []
+        if "perplexity" in metrics or (generating and args.backend == "transformers"):
+            model, _ = load_model(model_name, args.dtype)
+            if "perplexity" in metrics:
+                nll = reference_nll(model, tokenizer, [rows[i] for i in mine], args.batch_size)
+            if generating and args.backend == "transformers":
+                predictions = generate(model, tokenizer, [rows[i]["prompt"] for i in mine], args.batch_size,
+                                       args.max_new_tokens)
+            del model
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        if generating and args.backend == "vllm":
+            predictions = generate_vllm(model_name, tokenizer, [rows[i]["prompt"] for i in mine],
+                                        args.max_new_tokens, args.dtype, args.lora_rank)
+    parts = gather_object([(mine, predictions, nll)])
+    if not state.is_main_process:
+        return {}, rows
+    for indices, part_predictions, _ in parts:
+        for index, prediction in zip(indices, part_predictions):
+            rows[index]["prediction"] = prediction
     scores = {}
     if "perplexity" in metrics:
-        scores.update(perplexity(model, tokenizer, rows, args.batch_size))
-    if any(m in GENERATION_METRICS for m in metrics):
-        predictions = generate(model, tokenizer, [row["prompt"] for row in rows], args.batch_size, args.max_new_tokens)
-        for row, prediction in zip(rows, predictions):
-            row["prediction"] = prediction
+        total_nll, total_tokens = sum(part[2][0] for part in parts), sum(part[2][1] for part in parts)
+        scores["perplexity"] = math.exp(total_nll / max(total_tokens, 1))
+    if generating:
         for name in metrics:
             if name in METRICS:
                 scores.update(METRICS[name](rows))
-    del model
     return scores, rows
+
+
+def parse_batch_size(value):
+    """--batch_size: a positive int, or "auto" (CUDA: found by halving on out of memory; CPU: CPU_AUTO_BATCH)."""
+    import torch
+
+    if str(value).strip().lower() == "auto":
+        if torch.cuda.is_available():
+            return "auto"
+        logger.info(f"--batch_size auto: no CUDA GPU, using {CPU_AUTO_BATCH}")
+        return CPU_AUTO_BATCH
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 1:
+        fail(f"--batch_size {value}: expected a whole number of at least 1, or auto")
+    return size
+
+
+def check_backend(args):
+    """Fail before any work when --backend vllm cannot run here, saying why."""
+    if args.backend not in ("transformers", "vllm"):
+        fail(f"--backend {args.backend}: choose transformers or vllm")
+    if args.backend == "transformers":
+        return
+    import torch
+    from accelerate import PartialState
+
+    if importlib.util.find_spec("vllm") is None:
+        fail("--backend vllm: the vllm package is not installed (pip install vllm, on a machine with a CUDA GPU); "
+             "or use --backend transformers")
+    if not torch.cuda.is_available():
+        fail("--backend vllm: no CUDA GPU is visible and vLLM generates only on GPUs; use --backend transformers")
+    if PartialState().num_processes > 1:
+        fail("--backend vllm: run it with python, not accelerate launch (vLLM manages the GPUs itself)")
+
+
+def parse_reporters(value):
+    """--report_to names -> list; fails naming the pip package when one is not installed."""
+    names = [n.strip().lower() for n in str(value).split(",") if n.strip() and n.strip().lower() != "none"]
+    for name in names:
+        if name not in REPORTERS:
+            fail(f"--report_to {name}: choose none, {', '.join(REPORTERS)} (comma-separated)")
+        if importlib.util.find_spec(REPORTERS[name]) is None:
+            fail(f"--report_to {name}: the {REPORTERS[name]} package is not installed; pip install "
+                 f"{REPORTERS[name]} (or leave --report_to out)")
+    return names
+
+
+def report_metrics(reporters, results, output_dir, args):
+    """Log the numeric metrics to wandb / TensorBoard: eval/<metric> for the model, base/<metric> for the base."""
+    flat = {}
+    for name, scores in results.items():
+        prefix = "base" if name == "base" else "eval"
+        flat.update({f"{prefix}/{key}": value for key, value in scores.items()
+                     if isinstance(value, (int, float)) and not isinstance(value, bool)})
+    if "wandb" in reporters:
+        import wandb
+
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "smolft"), job_type="eval",
+                         config={key: value for key, value in vars(args).items()})
+        run.log(flat)
+        run.finish()
+    if "tensorboard" in reporters:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(output_dir / "runs"))
+        for key, value in flat.items():
+            writer.add_scalar(key, value, 0)
+        writer.close()
+        logger.info(f"TensorBoard logs in {output_dir / 'runs'}")
 
 
 def markdown_table(results):
@@ -896,15 +1100,19 @@ def write_atomic(path, text):
 
 
 def main(args):
-    logging.basicConfig(format="%(message)s", level=logging.INFO)
+    # under accelerate launch the other processes only generate their share: keep their logs quiet
+    logging.basicConfig(format="%(message)s", level=logging.INFO if main_process() else logging.WARNING)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in metrics if m != "perplexity" and m not in METRICS]
     if unknown:
         fail(f"--metrics: unknown {', '.join(unknown)}; choose from perplexity, {', '.join(sorted(METRICS))}")
     if args.dataset is None:
         fail("--dataset is required: a .json/.jsonl/.csv/.parquet file, a folder or a hub dataset")
-    if args.batch_size < 1 or args.max_new_tokens < 1:
-        fail("--batch_size and --max_new_tokens must be at least 1")
+    if args.max_new_tokens < 1:
+        fail("--max_new_tokens must be at least 1")
+    args.batch_size = parse_batch_size(args.batch_size)
+    check_backend(args)
+    reporters = parse_reporters(args.report_to)
 
     model_path = resolve_model(args.model_name_or_path)
     # The fine-tuned folder's tokenizer carries the template used in training: prompts for the base model use it too,
@@ -916,11 +1124,15 @@ def main(args):
     if not records:
         fail(f"--dataset {args.dataset}: no examples in split '{args.split}'")
     rows = build_rows(records, tokenizer, args.dataset)
+    adapter_config = Path(model_path) / "adapter_config.json"
+    args.lora_rank = json.loads(adapter_config.read_text()).get("r", 16) if adapter_config.is_file() else None
 
     output_dir = Path(args.output_dir or (Path(model_path) / "eval" if Path(model_path).is_dir() else "outputs/eval"))
-    output_dir.mkdir(parents=True, exist_ok=True)
+    if main_process():
+        output_dir.mkdir(parents=True, exist_ok=True)
     logger.info(f"Model: {args.model_name_or_path} | data: {args.dataset} [{args.split}] {len(rows)} examples | "
-                f"metrics: {', '.join(metrics)} | batch {args.batch_size} | max_new_tokens {args.max_new_tokens}")
+                f"metrics: {', '.join(metrics)} | batch {args.batch_size} | max_new_tokens {args.max_new_tokens} | "
+                f"backend {args.backend}")
 
     results, all_rows = {}, {}
     if args.compare_base:
@@ -932,6 +1144,8 @@ def main(args):
         results["base"], all_rows["base"] = evaluate(base, tokenizer, rows, metrics, args)
     results["fine-tuned" if args.compare_base else "model"], all_rows["model"] = evaluate(
         args.model_name_or_path, tokenizer, rows, metrics, args)
+    if not main_process():
+        return
 
     final = dict(results[list(results)[-1]])
     if "base" in results:
@@ -948,6 +1162,8 @@ def main(args):
         for key, value in scores.items():
             if not isinstance(value, (int, float)):
                 print(f"{name} {key}: {value}")
+    if reporters:
+        report_metrics(reporters, results, output_dir, args)
     print(f"Wrote {output_dir / 'metrics.json'} and {output_dir / 'predictions.jsonl'}")
 
 

@@ -1,0 +1,323 @@
+"""eval.py: metrics on known cases, generation end to end, adapters and --compare_base, perplexity, batching, bad inputs,
+accelerate launch with two processes, --report_to, and one short run on the real default model."""
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, load_script, run_script, write_json
+
+ev = load_script("eval")
+
+RECORDS = [
+    {"id": "a", "prompt": "What is the capital of France?", "completion": "Paris is the capital of France."},
+    {"id": "b", "prompt": "Name a primary color.", "completion": "Red."},
+    {"id": "c", "prompt": "Translate 'good night' into German, and say in one short sentence when it is used.",
+     "completion": "Gute Nacht. You say it before going to bed."},
+    {"id": "d", "prompt": "2 + 2 = ?", "completion": "4"},
+    {"id": "e", "prompt": "Write a haiku about rain on a tin roof in late autumn, with a cat listening to it.",
+     "completion": "Rain on the tin roof,\nthe old cat lifts one ear up,\nautumn keeps its beat."},
+]
+FLAGS = ["--max_new_tokens", "6", "--metrics", "rouge,exact_match,perplexity"]
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def assert_one_line_error(result, message):
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and message in last, result.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    return write_json(tmp_path_factory.mktemp("data") / "test.jsonl", RECORDS, lines=True)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tiny_model_dir):
+    """The tiny random Llama with an untied output layer. The shared tiny model ties it to the embeddings, so it
+    only ever repeats the last prompt token (a newline): every answer would be empty and every comparison trivial."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    config.tie_word_embeddings = False
+    folder = tmp_path_factory.mktemp("tiny-llama-untied")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory, model_dir):
+    """A LoRA adapter on the tiny model, saved the way sft.py saves one (adapter + tokenizer with chat template)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    # random B (not zeros) so that the adapter really changes the model's answers
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    folder = tmp_path_factory.mktemp("adapter")
+    get_peft_model(model, config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(folder)
+    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == model_dir
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def single_run(model_dir, data_file, tmp_path_factory):
+    """One ordinary run on the tiny model (shared by the end-to-end and the accelerate tests)."""
+    output_dir = tmp_path_factory.mktemp("eval-single")
+    result = run_script("eval.py", "--model_name_or_path", model_dir, "--dataset", data_file,
+                        "--output_dir", output_dir, "--batch_size", "auto", *FLAGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, output_dir
+
+
+# --- metrics -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prediction,reference,expected", [
+    ("Paris", "Paris", True),
+    ("  paris\n", "Paris", True),
+    ("The   answer\tis 4", "the answer is 4", True),
+    ("Paris.", "Paris", False),  # punctuation counts: only whitespace and case are normalised
+    ("", "Paris", False),
+])
+def test_exact_match_normalises_whitespace_and_case(prediction, reference, expected):
+    rows = [{"prediction": prediction, "reference": reference}]
+    assert ev.metric_exact_match(rows) == {"exact_match": float(expected)}
+    assert rows[0]["exact_match"] is expected
+
+
+def test_exact_match_averages_over_rows():
+    rows = [{"prediction": "a", "reference": "A"}, {"prediction": "b", "reference": "c"}]
+    assert ev.metric_exact_match(rows)["exact_match"] == 0.5
+
+
+@pytest.mark.parametrize("prediction,reference,rouge1,rouge2", [
+    ("the cat sat on the mat", "the cat sat on the mat", 1.0, 1.0),
+    ("dogs bark loudly", "the cat sat", 0.0, 0.0),
+    ("the cat", "the cat sat", 0.8, 2 / 3),  # P=1, R=2/3 -> F1 0.8; bigrams P=1, R=1/2 -> 2/3
+])
+def test_rouge_known_cases(prediction, reference, rouge1, rouge2):
+    scores = ev.metric_rouge([{"prediction": prediction, "reference": reference}])
+    assert set(scores) == {"rouge1", "rouge2", "rougeL", "rougeLsum"}
+    assert scores["rouge1"] == pytest.approx(rouge1) and scores["rouge2"] == pytest.approx(rouge2)
+
+
+def test_markdown_table_has_a_column_per_model():
+    table = ev.markdown_table({"base": {"rouge1": 0.25, "n": 3}, "fine-tuned": {"rouge1": 0.5, "n": 3}})
+    assert table.splitlines()[0] == "| metric | base | fine-tuned |"
+    assert "| rouge1 | 0.2500 | 0.5000 |" in table and "| n | 3 | 3 |" in table
+
+
+# --- generation and perplexity in-process on the tiny model -------------------------------------------------------
+
+
+def tiny_rows(model_dir):
+    tokenizer = ev.load_tokenizer(model_dir)
+    return tokenizer, ev.build_rows(RECORDS, tokenizer, "test")
+
+
+def test_left_padded_batches_match_one_at_a_time(model_dir):
+    tokenizer, rows = tiny_rows(model_dir)
+    model, _ = ev.load_model(model_dir, "float32")
+    prompts = [row["prompt"] for row in rows]
+    batched = ev.generate(model, tokenizer, prompts, 4, 8)
+    single = ev.generate(model, tokenizer, prompts, 1, 8)
+    assert batched == single
+    assert all(batched)  # the random model never emits EOS first, so each answer has text
+
+
+def test_perplexity_is_lower_for_the_reference_than_for_a_shuffled_one(model_dir):
+    import torch
+
+    tokenizer, rows = tiny_rows(model_dir)
+    rows = rows[:2]
+    model, _ = ev.load_model(model_dir, "float32")
+    random_ppl = ev.perplexity(model, tokenizer, rows, 2)["perplexity"]
+    assert 1 < random_ppl < float("inf")
+    # a few steps on the two examples: the model learns them, so their references get likelier than any reordering
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(6):
+        for row in rows:
+            ids = tokenizer(row["prompt"] + row["reference"] + tokenizer.eos_token, add_special_tokens=False,
+                            return_tensors="pt")["input_ids"]
+            model(input_ids=ids, labels=ids).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    model.eval()
+    shuffled = [dict(row, reference=" ".join(reversed(row["reference"].split()))) for row in rows]
+    trained_ppl = ev.perplexity(model, tokenizer, rows, 2)["perplexity"]
+    assert 1 < trained_ppl < ev.perplexity(model, tokenizer, shuffled, 2)["perplexity"]
+    assert trained_ppl < random_ppl
+
+
+def test_batch_size_auto_on_cpu_is_a_fixed_size():
+    assert ev.parse_batch_size("auto") == ev.CPU_AUTO_BATCH
+    assert ev.parse_batch_size("3") == 3
+
+
+# --- the command line ----------------------------------------------------------------------------------------------
+
+
+def test_generation_end_to_end_writes_metrics_and_predictions(single_run, data_file):
+    result, output_dir = single_run
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert {"perplexity", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match"} <= set(metrics)
+    assert 1 < metrics["perplexity"] < float("inf")
+    predictions = read_jsonl(output_dir / "predictions.jsonl")
+    assert [p["id"] for p in predictions] == [r["id"] for r in RECORDS]  # dataset order, extra columns kept
+    for prediction, record in zip(predictions, RECORDS):
+        assert {"prompt", "reference", "prediction", "exact_match"} <= set(prediction)
+        assert prediction["reference"] == record["completion"] and record["prompt"] in prediction["prompt"]
+        assert prediction["prediction"]
+    assert sorted(p.name for p in output_dir.iterdir()) == ["metrics.json", "predictions.jsonl"]  # no temp files
+    assert result.stdout.count("| metric | model |") == 1
+    assert f"--batch_size auto: no CUDA GPU, using {ev.CPU_AUTO_BATCH}" in result.stderr
+
+
+def test_adapter_is_loaded_on_its_base_and_compared_with_it(adapter_dir, data_file, tmp_path):
+    # a stand-in wandb package records what eval.py logs (the real one is not a dependency)
+    fake = tmp_path / "fake" / "wandb.py"
+    fake.parent.mkdir()
+    fake.write_text("import json, os\n"
+                    "def _write(kind, data):\n"
+                    "    with open(os.environ['FAKE_WANDB_LOG'], 'a') as f:\n"
+                    "        f.write(json.dumps({kind: data}, default=str) + '\\n')\n"
+                    "class Run:\n"
+                    "    def log(self, data): _write('log', data)\n"
+                    "    def finish(self): _write('finish', True)\n"
+                    "def init(**kwargs):\n"
+                    "    _write('init', kwargs)\n"
+                    "    return Run()\n")
+    log = tmp_path / "wandb.jsonl"
+    output_dir = tmp_path / "eval"
+    result = run_script("eval.py", "--model_name_or_path", adapter_dir, "--dataset", data_file, "--output_dir",
+                        output_dir, "--compare_base", "--report_to", "wandb", *FLAGS,
+                        env={"PYTHONPATH": str(fake.parent), "FAKE_WANDB_LOG": str(log)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| metric | base | fine-tuned |" in result.stdout
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert "rouge1" in metrics and "rouge1" in metrics["base"]
+    assert metrics["perplexity"] != metrics["base"]["perplexity"]  # the adapter was applied
+    predictions = read_jsonl(output_dir / "predictions.jsonl")
+    assert all("base_prediction" in p for p in predictions)
+    assert any(p["prediction"] != p["base_prediction"] for p in predictions)
+
+    events = read_jsonl(log)
+    assert events[0]["init"]["job_type"] == "eval" and events[0]["init"]["project"]
+    logged = events[1]["log"]
+    assert logged["eval/perplexity"] == metrics["perplexity"]
+    assert logged["base/rouge1"] == metrics["base"]["rouge1"]
+    assert events[-1] == {"finish": True}
+
+
+# SLOWEST TEST HERE: starts two processes (each imports torch/transformers and loads the tiny model) on 2 cores
+def test_accelerate_launch_splits_rows_and_gathers_them_in_order(single_run, model_dir, data_file, tmp_path):
+    """Two CPU processes (gloo): same predictions and metrics as one process, written once by rank 0 (~20-40 s)."""
+    _, single_dir = single_run
+    output_dir = tmp_path / "eval"
+    accelerate = Path(sys.executable).parent / "accelerate"
+    result = run_script(accelerate, "launch", "--num_processes", "2", "--num_machines", "1", "--cpu",
+                        "--mixed_precision", "no", "--dynamo_backend", "no", ROOT / "eval.py",
+                        "--model_name_or_path", model_dir, "--dataset", data_file, "--output_dir", output_dir,
+                        *FLAGS, timeout=300, env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("| metric | model |") == 1  # only rank 0 prints and writes
+    single = read_jsonl(single_dir / "predictions.jsonl")
+    assert read_jsonl(output_dir / "predictions.jsonl") == single
+    metrics, expected = (json.loads((d / "metrics.json").read_text()) for d in (output_dir, single_dir))
+    assert metrics == pytest.approx(expected, rel=1e-4)
+
+
+def test_default_model_short_run(default_model_dir, tmp_path):
+    """The real SmolLM2-135M-Instruct on the shipped instruction test split: sensible answers and perplexity."""
+    result = run_script("eval.py", "--model_name_or_path", default_model_dir, "--dataset",
+                        ROOT / "examples/instruct/test.json", "--max_samples", "4", "--max_new_tokens", "16",
+                        "--output_dir", tmp_path, "--metrics", "rouge,exact_match,perplexity")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 1 < metrics["perplexity"] < 100
+    predictions = read_jsonl(tmp_path / "predictions.jsonl")
+    assert len(predictions) == 4 and all(p["prediction"].strip() for p in predictions)
+    assert metrics["rouge1"] > 0
+
+
+# --- bad inputs ----------------------------------------------------------------------------------------------------
+
+
+def no_tokenizer_model(tmp_path, model_dir):
+    folder = tmp_path / "model-without-tokenizer"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors", "generation_config.json"):
+        if (Path(model_dir) / name).exists():
+            shutil.copy(Path(model_dir) / name, folder / name)
+    return str(folder)
+
+
+def split_folder(tmp_path):
+    write_json(tmp_path / "splits" / "train.jsonl", RECORDS, lines=True)
+    write_json(tmp_path / "splits" / "test.jsonl", RECORDS, lines=True)
+    return str(tmp_path / "splits")
+
+
+BAD_INPUTS = {
+    "missing dataset file": (lambda tmp, model: {"dataset": str(tmp / "missing.jsonl")}, "no such file or folder"),
+    "invalid JSON line": (
+        lambda tmp, model: {"dataset": str(write_json(tmp / "bad.jsonl", [RECORDS[0]], lines=True))},
+        "bad.jsonl:2: invalid JSON line"),
+    "unknown metric": (lambda tmp, model: {"metrics": "rouge,bleu"}, "--metrics: unknown bleu"),
+    "empty split": (lambda tmp, model: {"dataset": str(write_json(tmp / "empty.jsonl", [], lines=True))},
+                    "no examples in split"),
+    "unknown columns": (
+        lambda tmp, model: {"dataset": str(write_json(tmp / "qa.jsonl", [{"question": "Q?", "answer": "A."}],
+                                                      lines=True))},
+        "unrecognized columns ['answer', 'question']"),
+    "model folder without tokenizer": (
+        lambda tmp, model: {"model_name_or_path": no_tokenizer_model(tmp, model)}, "has no usable tokenizer"),
+    "unknown split": (lambda tmp, model: {"dataset": split_folder(tmp), "split": "validation"},
+                      "--split validation: not in"),
+    "bad batch size": (lambda tmp, model: {"batch_size": "lots"}, "--batch_size lots"),
+    "unknown backend": (lambda tmp, model: {"backend": "onnx"}, "--backend onnx"),
+    "unknown reporter": (lambda tmp, model: {"report_to": "mlflow"}, "--report_to mlflow"),
+}
+if importlib.util.find_spec("vllm") is None:
+    BAD_INPUTS["vllm not installed"] = (lambda tmp, model: {"backend": "vllm"}, "the vllm package is not installed")
+if importlib.util.find_spec("tensorboard") is None:
+    BAD_INPUTS["tensorboard not installed"] = (lambda tmp, model: {"report_to": "tensorboard"},
+                                               "pip install tensorboard")
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_inputs_fail_with_one_line(case, model_dir, data_file, tmp_path):
+    make, message = BAD_INPUTS[case]
+    overrides = make(tmp_path, model_dir)
+    if case == "invalid JSON line":
+        with open(overrides["dataset"], "a") as f:
+            f.write('{"prompt": "unterminated\n')
+    args = ev.EvalArguments(**{"model_name_or_path": model_dir, "dataset": str(data_file),
+                               "output_dir": str(tmp_path / "out"), **overrides})
+    with pytest.raises(SystemExit) as error:
+        ev.main(args)
+    text = str(error.value)
+    assert text.startswith("error:") and "\n" not in text and message in text, text
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_bad_input_on_the_command_line_has_no_traceback(model_dir, tmp_path):
+    result = run_script("eval.py", "--model_name_or_path", model_dir, "--dataset", tmp_path / "missing.jsonl")
+    assert_one_line_error(result, "missing.jsonl: no such file or folder")
