@@ -703,10 +703,8 @@ def load_model(name, dtype):
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     except OSError as error:
         fail(f"could not load model {name}: {str(error).splitlines()[0]}")
-    from accelerate import PartialState
-
-    # under accelerate launch each process takes its own GPU (or the CPU with --cpu)
-    return model.to(PartialState().device).eval(), path
+    # under accelerate launch each process takes its own GPU (or the CPU)
+    return model.to(process_state().device).eval(), path
 
 
 def load_tokenizer(path):
@@ -820,11 +818,18 @@ def build_rows(records, tokenizer, source):
     return rows
 
 
-def main_process():
-    """True on the process that scores and writes files (the only one unless started with accelerate launch)."""
+def process_state():
+    """accelerate's view of this process (one of several under `accelerate launch`)."""
+    import torch
     from accelerate import PartialState
 
-    return PartialState().is_main_process
+    # without cpu=True accelerate treats torchrun-started processes on a machine without CUDA as independent runs
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def main_process():
+    """True on the process that scores and writes files (the only one unless started with accelerate launch)."""
+    return process_state().is_main_process
 
 
 def in_batches(items, batch_size, step, desc):
@@ -968,10 +973,9 @@ def evaluate(model_name, tokenizer, rows, metrics, args):
     order and only the main process scores (the other processes get empty scores).
     """
     import torch
-    from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    state = PartialState()
+    state = process_state()
     rows = [dict(row) for row in rows]
     generating = any(m in GENERATION_METRICS for m in metrics)
     with state.split_between_processes(list(range(len(rows)))) as mine:
@@ -1032,14 +1036,13 @@ def check_backend(args):
     if args.backend == "transformers":
         return
     import torch
-    from accelerate import PartialState
 
     if importlib.util.find_spec("vllm") is None:
         fail("--backend vllm: the vllm package is not installed (pip install vllm, on a machine with a CUDA GPU); "
              "or use --backend transformers")
     if not torch.cuda.is_available():
         fail("--backend vllm: no CUDA GPU is visible and vLLM generates only on GPUs; use --backend transformers")
-    if PartialState().num_processes > 1:
+    if process_state().num_processes > 1:
         fail("--backend vllm: run it with python, not accelerate launch (vLLM manages the GPUs itself)")
 
 
@@ -1133,6 +1136,8 @@ def main(args):
     logger.info(f"Model: {args.model_name_or_path} | data: {args.dataset} [{args.split}] {len(rows)} examples | "
                 f"metrics: {', '.join(metrics)} | batch {args.batch_size} | max_new_tokens {args.max_new_tokens} | "
                 f"backend {args.backend}")
+    if process_state().num_processes > 1:
+        logger.info(f"{process_state().num_processes} processes share the {len(rows)} examples (accelerate launch)")
 
     results, all_rows = {}, {}
     if args.compare_base:

@@ -232,11 +232,14 @@ def test_accelerate_launch_splits_rows_and_gathers_them_in_order(single_run, mod
     _, single_dir = single_run
     output_dir = tmp_path / "eval"
     accelerate = Path(sys.executable).parent / "accelerate"
-    result = run_script(accelerate, "launch", "--num_processes", "2", "--num_machines", "1", "--cpu",
+    # --multi_gpu only makes accelerate start the processes with torchrun; with CUDA hidden they run on the CPU over
+    # gloo. `--cpu` would start ONE process in accelerate 1.15 unless MPI is set up (huggingface/accelerate#2741).
+    result = run_script(accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                         "--mixed_precision", "no", "--dynamo_backend", "no", ROOT / "eval.py",
                         "--model_name_or_path", model_dir, "--dataset", data_file, "--output_dir", output_dir,
-                        *FLAGS, timeout=300, env={"OMP_NUM_THREADS": "1"})
+                        *FLAGS, timeout=300, env={"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 processes share the 5 examples" in result.stderr
     assert result.stdout.count("| metric | model |") == 1  # only rank 0 prints and writes
     single = read_jsonl(single_dir / "predictions.jsonl")
     assert read_jsonl(output_dir / "predictions.jsonl") == single
