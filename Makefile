@@ -8,12 +8,17 @@
 #   OUT       trained model (default outputs/<case>/)
 #   EPOCHS    override the recipe's num_train_epochs
 #   LAUNCH    how training starts (default python; e.g. LAUNCH="accelerate launch --config_file ...")
+#   NPROC     train on N >= 2 processes: GPUs, or CPU processes without CUDA
 #   ARGS      extra flags for sft.py / eval.py, e.g. ARGS="--max_steps 20"; DATA_ARGS the same for *-data
 
 PYTHON ?= python3
 VENV ?= .venv
 MODEL ?= smollm2-135m-instruct
-LAUNCH ?= python
+NPROC ?=
+# NPROC=2: data parallel over 2 processes (GPUs, or CPU processes on gloo without CUDA); accelerate's --cpu flag
+# would start only one.
+LAUNCH ?= $(if $(NPROC),accelerate launch --multi_gpu --num_processes $(NPROC) --num_machines 1 --mixed_precision no \
+	--dynamo_backend no,python)
 EPOCHS ?=
 ARGS ?=
 DATA_ARGS ?=

@@ -2,7 +2,7 @@
 
     python sft.py --dataset_name examples/instruct/train.json --use_peft --output_dir outputs/instruct
     python sft.py --config examples/instruct/recipe.yaml --num_train_epochs 1
-    accelerate launch --num_processes 2 --cpu sft.py --config examples/instruct/recipe.yaml
+    accelerate launch --multi_gpu --num_processes 2 sft.py --config examples/instruct/recipe.yaml
 """
 
 import hashlib
@@ -492,10 +492,15 @@ Reproduce:
 def save_final(trainer, output_dir, tokenizer, model_name):
     """Save the final model into a temporary folder and move it into output_dir only when it is complete."""
     output_dir = Path(output_dir)
-    tmp = output_dir / f".final-{os.getpid()}"
-    trainer.save_model(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
+    tmp = output_dir / ".final-partial"  # one name on every rank: ZeRO-3 and FSDP save from all of them
     if trainer.accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)  # what a killed run left behind
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_fsdp_enabled:  # checkpoints may be sharded; the final model must be one full state dict
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(tmp))
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(tmp))
         adapter_config = tmp / "adapter_config.json"
         if adapter_config.exists() and model_name.lower() in MODEL_ALIASES:
             # name the base by its alias, not by this machine's cache path, so the adapter loads anywhere
@@ -738,6 +743,9 @@ def main(script_args, training_args, model_args, extra):
         f"{'packed rows of up to ' + str(training_args.max_length) + ' tokens' if training_args.packing else 'examples'}"
         f" | {rows} rows | {steps} optimizer steps | output {output_dir}")
 
+    if training_args.packing and not torch.cuda.is_available():
+        logger.warning("Packing on CPU: without FlashAttention every packed batch is attended as one long sequence "
+                       "(cost grows with its square); the default length-grouped batches train faster here")
     if extra.overwrite_output_dir and state.is_main_process and not resume:
         for name in MODEL_FILES:  # an old finished model must not survive next to a failed new run
             (output_dir / name).unlink(missing_ok=True)

@@ -22,7 +22,6 @@ WORDS = ("revenue margin growth quarter model token data train answer question t
 VARIANTS = {
     "trl-defaults": ["--packing", "False", "--gradient_checkpointing", "True", "--bf16", "False"],
     "ours": [],
-    "ours+packing": ["--packing", "True"],
 }
 
 

@@ -172,8 +172,6 @@ def test_two_processes_write_a_complete_output_folder(runs):
     assert {name for name in one if not name.startswith(".")} <= names
 
 
-@pytest.mark.xfail(strict=True, reason="sft.py save_final: rank 1 writes the tokenizer into its own .final-<pid> "
-                   "folder that nobody removes (fix proposed: save the tokenizer on the main process only)")
 def test_two_processes_leave_no_temporary_folder(runs):
     assert runs["results"]["two"].returncode == 0
     assert not [p.name for p in runs["two"].iterdir() if p.name.startswith(".final")]
