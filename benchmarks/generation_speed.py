@@ -32,7 +32,8 @@ def timed_generate(ev, model, tokenizer, prompts, batch_size, max_new_tokens):
     seconds = time.perf_counter() - started
     tokens = sum(len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs)
     return outputs, {"batch_size": batch_size, "seconds": round(seconds, 2), "generated_tokens": tokens,
-                     "tokens_per_second": round(tokens / seconds, 1), "prompts_per_second": round(len(prompts) / seconds, 2)}
+                     "tokens_per_second": round(tokens / seconds, 1),
+                     "prompts_per_second": round(len(prompts) / seconds, 2)}
 
 
 def main():

@@ -1,5 +1,5 @@
-"""eval.py: metrics on known cases, generation end to end, adapters and --compare_base, perplexity, batching, bad inputs,
-accelerate launch with two processes, --report_to, and one short run on the real default model."""
+"""eval.py: metrics on known cases, generation end to end, adapters and --compare_base, perplexity, batching,
+bad inputs, accelerate launch with two processes, --report_to, and one short run on the real default model."""
 
 import importlib.util
 import json
