@@ -56,6 +56,7 @@ test: $(STAMP)
 # Throughput benchmarks: our training defaults vs TRL's, and batched vs one-at-a-time generation.
 bench: $(STAMP)
 	python benchmarks/train_throughput.py
+	python benchmarks/generation_speed.py
 
 # Redraw training_loss.png / eval_loss.png for a finished run: make plots OUT=outputs/text2sql
 plots: $(STAMP)
@@ -90,13 +91,17 @@ instruct-eval: $(STAMP)
 # ------------------------------------------------------------------------------- FinQA / ConvFinQA program of thought
 finqa-%: FINQA_DIR ?= examples/finqa
 finqa-%: CONVFINQA_DIR ?=
+finqa-%: FINQA_CONTEXT ?= gold
+finqa-%: TUNE_LRS ?= 5e-4 1e-3 2e-3
 finqa-%: DATA_OUT ?= data/finqa
 finqa-%: OUT ?= outputs/finqa
 
-# Question + report -> Python that computes the answer, kept only when it does (FINQA_DIR, CONVFINQA_DIR -> DATA_OUT).
+# Question + report -> Python that computes the answer, kept only when it does (FINQA_DIR, CONVFINQA_DIR -> DATA_OUT;
+# FINQA_CONTEXT=full puts the whole report in the prompt instead of the gold evidence).
 finqa-data: $(STAMP)
 	python training_data.py $(if $(FINQA_DIR),--finqa_dir $(FINQA_DIR)) \
-		$(if $(CONVFINQA_DIR),--convfinqa_dir $(CONVFINQA_DIR)) --output_dir $(DATA_OUT) $(DATA_ARGS)
+		$(if $(CONVFINQA_DIR),--convfinqa_dir $(CONVFINQA_DIR)) --context $(FINQA_CONTEXT) --output_dir $(DATA_OUT) \
+		$(DATA_ARGS)
 
 # Fine-tune MODEL with LoRA on the prepared FinQA programs (examples/finqa/recipe.yaml).
 finqa-train: $(STAMP)
@@ -107,11 +112,21 @@ finqa-eval: $(STAMP)
 	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test --metrics execution_accuracy \
 		--compare_base --max_new_tokens 256 $(ARGS)
 
-# Choose num_train_epochs and learning rate on the dev split; writes the best recipe to $(OUT)-tune/best.yaml.
+# Choose num_train_epochs and learning rate on the dev split: one constant-rate run per rate in TUNE_LRS, every
+# epoch's checkpoint scored by execution accuracy; prints the grid and writes $(OUT)-tune/best.yaml.
 finqa-tune: $(STAMP)
-	python eval.py --tune examples/finqa/recipe.yaml --dataset $(DATA_OUT) --split dev --metrics execution_accuracy \
-		--model_name_or_path $(MODEL) --output_dir $(OUT)-tune --tune_learning_rates $(or $(LRS),2e-4 5e-4 1e-3) \
-		--tune_epochs $(or $(EPOCHS),3) $(ARGS)
+	for lr in $(TUNE_LRS); do \
+	  $(LAUNCH) sft.py --config examples/finqa/recipe.yaml --model_name_or_path $(MODEL) --dataset_name $(DATA_OUT) \
+	    --output_dir $(OUT)-tune/lr-$$lr --learning_rate $$lr --num_train_epochs $(or $(EPOCHS),4) \
+	    --lr_scheduler_type constant_with_warmup --save_strategy epoch --save_total_limit 100 --eval_strategy no \
+	    --plots False --overwrite_output_dir $(ARGS) || exit 1; \
+	  for checkpoint in $(OUT)-tune/lr-$$lr/checkpoint-*; do \
+	    python eval.py --model_name_or_path $$checkpoint --dataset $(DATA_OUT) --split dev \
+	      --metrics execution_accuracy --max_new_tokens 256 --output_dir $$checkpoint/eval || exit 1; \
+	  done; \
+	done
+	python eval.py --summarize_runs $(OUT)-tune --summary_metric execution_accuracy \
+		--recipe examples/finqa/recipe.yaml --best_recipe $(OUT)-tune/best.yaml
 
 # ------------------------------------------------------------------------------------- skill calling for a voice assistant
 skills-%: DATA ?= examples/skills

@@ -22,6 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# bitsandbytes' CPU backend warns on import that an optional kernel could not be fetched from the hub; it is not needed.
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+from trl import TrlParser  # noqa: E402
+
 logger = logging.getLogger("eval")
 
 
@@ -614,6 +618,16 @@ class EvalArguments:
         default="transformers",
         metadata={"help": "Generation engine: transformers, or vllm (needs the vllm package and a CUDA GPU)."},
     )
+    summarize_runs: str | None = field(
+        default=None,
+        metadata={"help": "Instead of evaluating: tabulate <dir>/<run>/checkpoint-*/eval/metrics.json of a tuning grid "
+                          "(run folders named lr-<learning rate>) and pick the best epoch and learning rate."},
+    )
+    summary_metric: str = field(default="execution_accuracy", metadata={"help": "Metric that --summarize_runs ranks by."})
+    recipe: str | None = field(default=None, metadata={"help": "Recipe YAML the grid started from (--summarize_runs)."})
+    best_recipe: str | None = field(
+        default=None, metadata={"help": "Where --summarize_runs writes the recipe with the best epochs and learning rate."}
+    )
     report_to: str = field(
         default="none",
         metadata={"help": "Also log the metrics to: none, wandb, tensorboard (comma-separated; WANDB_PROJECT names "
@@ -1102,7 +1116,45 @@ def write_atomic(path, text):
     os.replace(tmp, path)
 
 
+def summarize_runs(folder, metric, recipe, best_recipe):
+    """Print the dev-set grid (epochs x learning rates) of a tuning run and write the best settings as a recipe."""
+    import yaml
+
+    scores = {}
+    for metrics_file in sorted(Path(folder).glob("lr-*/checkpoint-*/eval/metrics.json")):
+        checkpoint = metrics_file.parent.parent
+        learning_rate = float(checkpoint.parent.name.removeprefix("lr-"))
+        epoch = round(json.loads((checkpoint / "trainer_state.json").read_text())["epoch"])
+        value = json.loads(metrics_file.read_text()).get(metric)
+        if value is None:
+            fail(f"{metrics_file}: no '{metric}' in it; pass the metric the grid was evaluated with (--summary_metric)")
+        scores[epoch, learning_rate] = value
+    if not scores:
+        fail(f"--summarize_runs {folder}: no lr-*/checkpoint-*/eval/metrics.json found; run the grid first")
+    epochs, rates = sorted({e for e, _ in scores}), sorted({r for _, r in scores})
+    print(f"| epochs \\ learning rate | " + " | ".join(f"{r:g}" for r in rates) + " |")
+    print("|---" * (len(rates) + 1) + "|")
+    for epoch in epochs:
+        cells = [f"{scores[epoch, r]:.4f}" if (epoch, r) in scores else "" for r in rates]
+        print(f"| {epoch} | " + " | ".join(cells) + " |")
+    # best score; on ties the shorter, gentler run
+    (epoch, rate), best = max(scores.items(), key=lambda item: (item[1], -item[0][0], -item[0][1]))
+    print(f"Best {metric} {best:.4f}: num_train_epochs {epoch}, learning_rate {rate:g}")
+    if recipe and best_recipe:
+        config = yaml.safe_load(Path(recipe).read_text())
+        # the grid trained at a constant rate and scored every epoch's checkpoint; the recipe repeats exactly that
+        config.update(num_train_epochs=epoch, learning_rate=rate, lr_scheduler_type="constant_with_warmup")
+        text = (f"# python sft.py --config {best_recipe}\n# Chosen on the dev split by {metric} ({best:.4f}) from "
+                f"{folder}; based on {recipe}.\n" + yaml.safe_dump(config, sort_keys=False))
+        Path(best_recipe).parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(Path(best_recipe), text)
+        print(f"Wrote {best_recipe}")
+
+
 def main(args):
+    if args.summarize_runs:
+        summarize_runs(args.summarize_runs, args.summary_metric, args.recipe, args.best_recipe)
+        return
     # under accelerate launch the other processes only generate their share: keep their logs quiet
     logging.basicConfig(format="%(message)s", level=logging.INFO if main_process() else logging.WARNING)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
@@ -1173,6 +1225,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    from trl import TrlParser
-
     main(TrlParser([EvalArguments]).parse_args_and_config()[0])

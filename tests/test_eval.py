@@ -324,3 +324,29 @@ def test_bad_inputs_fail_with_one_line(case, model_dir, data_file, tmp_path):
 def test_bad_input_on_the_command_line_has_no_traceback(model_dir, tmp_path):
     result = run_script("eval.py", "--model_name_or_path", model_dir, "--dataset", tmp_path / "missing.jsonl")
     assert_one_line_error(result, "missing.jsonl: no such file or folder")
+
+
+def test_summarize_runs_prints_the_grid_and_writes_the_best_recipe(tmp_path, capsys):
+    import yaml
+
+    grid = {(1, "5e-4"): 0.2, (2, "5e-4"): 0.4, (1, "1e-3"): 0.3, (2, "1e-3"): 0.4, (3, "1e-3"): 0.35}
+    for (epoch, rate), score in grid.items():
+        checkpoint = tmp_path / "tune" / f"lr-{rate}" / f"checkpoint-{epoch * 15}"
+        (checkpoint / "eval").mkdir(parents=True)
+        (checkpoint / "trainer_state.json").write_text(json.dumps({"epoch": float(epoch)}))
+        (checkpoint / "eval" / "metrics.json").write_text(json.dumps({"execution_accuracy": score}))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("learning_rate: 0.1\nnum_train_epochs: 9\nuse_peft: true\n")
+    best = tmp_path / "tune" / "best.yaml"
+    ev.summarize_runs(str(tmp_path / "tune"), "execution_accuracy", str(recipe), str(best))
+    printed = capsys.readouterr().out
+    assert "| 2 | 0.4000 | 0.4000 |" in printed and "| 3 |  | 0.3500 |" in printed
+    config = yaml.safe_load(best.read_text())
+    # ties go to the smaller learning rate at the same epochs
+    assert config["num_train_epochs"] == 2 and config["learning_rate"] == 5e-4 and config["use_peft"] is True
+    assert best.read_text().startswith("# python sft.py --config")
+
+
+def test_summarize_runs_without_results_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="no lr-\\*/checkpoint-\\*/eval/metrics.json found"):
+        ev.summarize_runs(str(tmp_path), "execution_accuracy", None, None)

@@ -207,7 +207,9 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_model_dir, tr
     ("empty", [], "is empty"),
     ("columns", [], "unrecognized columns ['answer', 'question']"),
     ("ok", ["--resume_from_checkpoint", "True"], "no checkpoint-* folder"),
-    ("ok", ["--load_in_4bit", "--use_peft"], "needs a CUDA GPU"),
+    ("ok", ["--load_in_8bit", "--use_peft"], "needs a CUDA GPU"),
+    ("ok", ["--load_in_4bit"], "trains adapters only: add --use_peft"),
+    ("ok", ["--push_to_hub"], "needs a Hugging Face token"),
     ("no_tokenizer", [], "has no usable tokenizer"),
     ("ok", ["--init_adapter", "/nonexistent"], "no adapter_config.json"),
 ])
@@ -230,12 +232,25 @@ def test_bad_inputs_fail_with_one_line_and_leave_nothing(tiny_model_dir, tmp_pat
         for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
             (model / name).unlink(missing_ok=True)
     out = tmp_path / "out"
-    result = run_script(*tiny_command(model, data, out, *flags))
+    result = run_script(*tiny_command(model, data, out, *flags), env={"HF_TOKEN": ""})
     assert result.returncode == 1
     assert message in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert not sft.is_finished_model(out)
+
+
+def test_qlora_runs_on_cpu_and_its_adapter_loads_in_eval(tiny_model_dir, train_file, tmp_path):
+    out = tmp_path / "qlora"
+    result = run_script(*tiny_command(tiny_model_dir, train_file, out, "--use_peft", "--load_in_4bit",
+                                      "--max_steps", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "QLoRA on CPU" in result.stderr
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA"
+    evaluated = run_script("eval.py", "--model_name_or_path", out, "--dataset", train_file, "--split", "train",
+                           "--max_samples", "2", "--max_new_tokens", "4", "--metrics", "exact_match")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
 
 
 def test_export_data_writes_messages_jsonl(tmp_path, train_file, tiny_model_dir):
