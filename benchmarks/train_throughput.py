@@ -18,9 +18,11 @@ ROOT = Path(__file__).resolve().parent.parent
 WORDS = ("revenue margin growth quarter model token data train answer question table value ratio percent year "
          "cost price share market report cash debt asset equity income expense profit loss rate").split()
 # Each variant is sft.py run with these flags on top of the common ones. TRL's defaults on a CPU: no packing (every
-# batch padded to its longest example), gradient checkpointing on, fp32 (TRL's bf16 default cannot run without CUDA).
+# batch padded to its longest example, in random order), gradient checkpointing on, fp32 (TRL's bf16 default cannot run
+# without CUDA), LoRA dropout 0.05.
 VARIANTS = {
-    "trl-defaults": ["--packing", "False", "--gradient_checkpointing", "True", "--bf16", "False"],
+    "trl-defaults": ["--packing", "False", "--gradient_checkpointing", "True", "--bf16", "False", "--lora_dropout", "0.05",
+                     "--train_sampling_strategy", "random"],
     "ours": [],
 }
 

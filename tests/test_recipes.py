@@ -1,0 +1,122 @@
+"""End to end: every use case's make targets on the real embedded model, a few steps each, offline."""
+
+import json
+import shutil
+
+import pytest
+from conftest import ROOT, load_script, run_script
+
+SHORT_TRAIN = "--max_steps 2 --eval_strategy no --save_strategy no --logging_steps 1"
+
+
+def make(*targets, timeout=900, **variables):
+    result = run_script("make", "--no-print-directory", *targets, *(f"{k}={v}" for k, v in variables.items()),
+                        timeout=timeout)
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
+    return result
+
+
+def read_metrics(folder):
+    return json.loads((folder / "eval" / "metrics.json").read_text())
+
+
+def test_instruct_train_and_eval(tmp_path):
+    out = tmp_path / "instruct"
+    make("instruct-train", OUT=out, ARGS=SHORT_TRAIN)
+    assert (out / "adapter_model.safetensors").exists() and (out / "README.md").exists()
+    result = make("instruct-eval", OUT=out, ARGS="--max_samples 4 --max_new_tokens 8")
+    assert "| perplexity |" in result.stdout and "fine-tuned" in result.stdout
+    metrics = read_metrics(out)
+    assert {"perplexity", "rougeL", "exact_match", "base"} <= set(metrics)
+
+
+def test_finqa_data_train_eval(tmp_path):
+    data, out = tmp_path / "finqa", tmp_path / "finqa-model"
+    result = make("finqa-data", DATA_OUT=data)
+    assert "test: kept 30 of 30" in result.stderr
+    make("finqa-train", DATA_OUT=data, OUT=out, ARGS=SHORT_TRAIN)
+    make("finqa-eval", DATA_OUT=data, OUT=out, ARGS="--max_samples 3 --max_new_tokens 48")
+    metrics = read_metrics(out)
+    assert 0 <= metrics["execution_accuracy"] <= 1 and "execution_accuracy" in metrics["base"]
+    row = json.loads((out / "eval" / "predictions.jsonl").read_text().splitlines()[0])
+    assert {"executed_answer", "verdict", "gold_answer"} <= set(row)
+
+
+def test_skills_data_train_eval(tmp_path):
+    data, out = tmp_path / "skills", tmp_path / "skills-model"
+    make("skills-data", DATA_OUT=data)
+    assert len(json.loads((data / "train.json").read_text())) > 400 and (data / "test.json").exists()
+    make("skills-train", DATA_OUT=data, OUT=out, ARGS=SHORT_TRAIN)
+    make("skills-eval", DATA_OUT=data, OUT=out, ARGS="--max_samples 4")
+    metrics = read_metrics(out)
+    assert {"full_call_accuracy", "skill_name_accuracy"} <= set(metrics)
+
+
+def test_orca_data_and_train(tmp_path):
+    data, out = tmp_path / "orca", tmp_path / "orca-model"
+    result = make("orca-data", DATA_OUT=data, DATA_ARGS="--offline")
+    assert "OFFLINE" in result.stdout + result.stderr
+    make("orca-train", DATA_OUT=data, OUT=out, ARGS=SHORT_TRAIN)
+    assert (out / "adapter_model.safetensors").exists()
+
+
+def test_text2sql_two_stages_and_plots(tmp_path):
+    data, out = tmp_path / "sql", tmp_path / "sql-model"
+    make("text2sql-data", DATA_OUT=data)
+    make("text2sql-train", DATA_OUT=data, OUT=out, ARGS="--max_steps 2 --logging_steps 1 --eval_strategy steps "
+                                                        "--eval_steps 1 --save_strategy no")
+    assert (out / "training_loss.png").stat().st_size > 1000 and (out / "eval_loss.png").stat().st_size > 1000
+    (out / "training_loss.png").unlink()
+    make("plots", OUT=out)
+    assert (out / "training_loss.png").exists()
+    make("text2sql-eval", DATA_OUT=data, OUT=out, ARGS="--max_samples 3 --max_new_tokens 32")
+    assert {"rougeL", "sql_exact_match", "sql_execution_match"} <= set(read_metrics(out))
+    data2, out2 = tmp_path / "sql2", tmp_path / "sql2-model"
+    make("text2sql2-data", DATA_OUT=data2)
+    result = make("text2sql2-train", DATA_OUT=data2, OUT=out2, INIT=out, ARGS=SHORT_TRAIN)
+    assert (out2 / "adapter_model.safetensors").exists()
+
+
+def test_finance_train_and_rouge_table(tmp_path):
+    out = tmp_path / "finance"
+    make("finance-train", OUT=out, ARGS=SHORT_TRAIN)
+    result = make("finance-eval", OUT=out, ARGS="--max_samples 3 --max_new_tokens 16")
+    assert "| rouge1 |" in result.stdout and "| rougeLsum |" in result.stdout
+
+
+def test_users_verbatim_command_on_a_save_to_disk_folder(tmp_path, default_model_dir):
+    from datasets import Dataset, DatasetDict
+
+    records = [{"messages": [{"role": "user", "content": f"What is {i} + {i}?"},
+                             {"role": "assistant", "content": f"{i} + {i} = {2 * i}."}]} for i in range(12)]
+    DatasetDict({"train": Dataset.from_list(records),
+                 "validation": Dataset.from_list(records[:4])}).save_to_disk(tmp_path / "data")
+    result = run_script(
+        "sft.py", "--model_name_or_path", default_model_dir, "--dataset_name", tmp_path / "data",
+        "--dataset_test_split", "validation", "--output_dir", tmp_path / "models" / "x", "--learning_rate", "2e-5",
+        "--num_train_epochs", "3", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "4",
+        "--packing", "True", "--eval_strategy", "steps", "--eval_steps", "100", "--logging_steps", "25")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (tmp_path / "models" / "x" / "model.safetensors").exists()
+
+
+def test_init_adapter_keeps_training_the_same_weights(tiny_model_dir, tmp_path):
+    from conftest import write_json
+    from safetensors.torch import load_file
+
+    data = write_json(tmp_path / "train.json", [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(8)])
+    common = ["sft.py", "--model_name_or_path", tiny_model_dir, "--dataset_name", data, "--max_steps", "2",
+              "--per_device_train_batch_size", "4", "--save_strategy", "no"]
+    first = run_script(*common, "--output_dir", tmp_path / "a", "--use_peft", "--learning_rate", "1e-2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    # a zero learning rate leaves exactly the weights we started from: the adapter itself, not a new one on top
+    second = run_script(*common, "--output_dir", tmp_path / "b", "--init_adapter", tmp_path / "a",
+                        "--learning_rate", "0")
+    assert second.returncode == 0, second.stderr[-3000:]
+    a, b = load_file(tmp_path / "a" / "adapter_model.safetensors"), load_file(tmp_path / "b" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    assert any(a[k].abs().sum() > 0 for k in a if "lora_B" in k)  # stage one really trained something
+    third = run_script(*common, "--output_dir", tmp_path / "c", "--init_adapter", tmp_path / "a",
+                       "--learning_rate", "1e-2")
+    c = load_file(tmp_path / "c" / "adapter_model.safetensors")
+    assert third.returncode == 0 and any((a[k] != c[k]).any() for k in a)
