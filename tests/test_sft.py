@@ -253,6 +253,22 @@ def test_qlora_runs_on_cpu_and_its_adapter_loads_in_eval(tiny_model_dir, train_f
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
 
 
+@pytest.mark.parametrize("flag", ["--use_dora", "--use_rslora"])
+def test_dora_and_rslora_train(tiny_model_dir, train_file, tmp_path, flag):
+    out = tmp_path / "out"
+    result = run_script(*tiny_command(tiny_model_dir, train_file, out, "--use_peft", flag, "--max_steps", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["use_dora" if flag == "--use_dora" else "use_rslora"] is True
+
+
+def test_unreachable_hub_dataset_is_a_clear_error(tiny_model_dir, tmp_path):
+    result = run_script(*tiny_command(tiny_model_dir, "someone/no-such-dataset", tmp_path / "out"),
+                        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    assert result.returncode == 1 and "could not load it from the Hugging Face hub" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_export_data_writes_messages_jsonl(tmp_path, train_file, tiny_model_dir):
     result = run_script("sft.py", "--model_name_or_path", tiny_model_dir, "--dataset_name", train_file,
                         "--export_data", tmp_path / "exported")
