@@ -124,13 +124,41 @@ def call_arguments(call, names):
     return {key: value for key, value in arguments.items() if normalize_text(value)}
 
 
+ARITHMETIC = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+              ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
+              ast.Pow: lambda a, b: a ** b}
+
+
+def arithmetic_value(node):
+    """Value of a plain arithmetic expression (numbers, + - * / // % **, parentheses), walked with ast, never eval."""
+    if isinstance(node, ast.Expression):
+        return arithmetic_value(node.body)
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = arithmetic_value(node.operand)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp) and type(node.op) in ARITHMETIC:
+        left, right = arithmetic_value(node.left), arithmetic_value(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > 64:  # keep hostile input from computing huge powers
+            raise ValueError("exponent too large")
+        return ARITHMETIC[type(node.op)](left, right)
+    raise ValueError("not plain arithmetic")
+
+
 def call_values_match(predicted, reference):
     if normalize_text(predicted) == normalize_text(reference):
         return True
-    # math questions: "2+2" and "2 + 2" are the same expression
+    # math questions are Python expressions: "2+2" and "2 + 2", or "15 * 64 / 100" and "64 * 15 / 100", mean the same
     try:
-        return ast.dump(ast.parse(str(predicted), mode="eval")) == ast.dump(ast.parse(str(reference), mode="eval"))
+        predicted_tree, reference_tree = ast.parse(str(predicted), mode="eval"), ast.parse(str(reference), mode="eval")
     except (SyntaxError, ValueError):
+        return False
+    if ast.dump(predicted_tree) == ast.dump(reference_tree):
+        return True
+    try:
+        return math.isclose(arithmetic_value(predicted_tree), arithmetic_value(reference_tree), rel_tol=1e-9)
+    except (ValueError, ZeroDivisionError, OverflowError, TypeError):
         return False
 
 

@@ -486,3 +486,16 @@ def test_command_line_stdout_is_pure_json_and_errors_are_one_line(root, skill_di
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip().count("\n") == 0
     assert done.stderr.startswith(f"error: {skill_dir / 'other_examples.txt'}:12: '### User:' has no")
+
+
+@pytest.mark.parametrize("predicted,reference,same", [
+    ('math(question="15 * 64 / 100")', 'math(question="64 * 15 / 100")', True),
+    ('math(question="(2+3)*4")', 'math(question="20")', True),
+    ('math(question="5 * 6")', 'math(question="5 * 4 * 3 * 2 * 1")', False),
+    ('math(question="2 ** 100000")', 'math(question="3")', False),
+    ('math(question="1 / 0")', 'math(question="1")', False),
+    ('math(question="__import__(\'os\')")', 'math(question="1")', False),
+])
+def test_math_questions_match_by_value(predicted, reference, same):
+    rows = [{"prompt": "Skills: math(question)\nUser: x\nCall:\n", "reference": reference, "prediction": predicted}]
+    assert load_script("eval").metric_call_match(rows)["full_call_accuracy"] == (1.0 if same else 0.0)
