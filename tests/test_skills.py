@@ -418,7 +418,8 @@ PROMPT = 'Skills: notes(action="add|list", note), other(), timecheck(location), 
         ("other()", " other() ", "other", True),
         ("other()", "other(x='1')", "other", False),
         ('math(question="2+2")', 'math(question="2 + 2")', "math", True),
-        ('math(question="2*3")', 'math(question="3*2")', "math", False),
+        ('math(question="2*3")', 'math(question="3*2")', "math", True),  # same value
+        ('math(question="2*3")', 'math(question="2+3")', "math", False),
     ],
 )
 def test_call_match_cases(reference, prediction, skill, correct):
