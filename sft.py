@@ -225,13 +225,28 @@ def read_json_records(path):
     return records
 
 
+def harmonize_columns(records):
+    """Arrow needs one type per column: a column that mixes types (FinQA answers are numbers or "yes") becomes text."""
+    kinds = {}
+    for record in records:
+        for key, value in record.items():
+            if value is not None:  # ints and floats share a numeric column; anything else mixed is text
+                kinds.setdefault(key, set()).add("number" if type(value) in (int, float) else type(value).__name__)
+    mixed = {key for key, names in kinds.items() if len(names) > 1}
+    if not mixed:
+        return records
+    logger.info(f"Columns with mixed value types kept as text: {', '.join(sorted(mixed))}")
+    return [{key: (value if key not in mixed or value is None or isinstance(value, str) else json.dumps(value))
+             for key, value in record.items()} for record in records]
+
+
 def load_data_file(path):
     kind = DATA_EXTENSIONS.get(path.suffix)
     if kind is None:
         fail(f"{path}: unsupported file type; use .json, .jsonl, .csv or .parquet")
     try:
         if kind == "json":
-            return Dataset.from_list(read_json_records(path))
+            return Dataset.from_list(harmonize_columns(read_json_records(path)))
         return load_dataset(kind, data_files=str(path), split="train")
     except (OSError, ValueError) as error:
         fail(f"{path}: could not read ({type(error).__name__}: {str(error).splitlines()[0]})")

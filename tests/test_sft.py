@@ -283,3 +283,11 @@ def test_gguf_alias_converts_once_to_plain_safetensors(default_model_dir):
     assert (Path(default_model_dir) / "model.safetensors").exists()
     assert sft.resolve_model("smollm2-135m-instruct") == default_model_dir
     assert sft.resolve_model("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"  # hub ids pass through
+
+
+def test_columns_with_mixed_types_load_as_text(tmp_path):
+    # FinQA gold answers are numbers or "yes"/"no": Arrow cannot hold both in one column
+    path = write_json(tmp_path / "mixed.jsonl", [{"prompt": "a", "completion": "b", "gold": 0.5},
+                                                 {"prompt": "c", "completion": "d", "gold": "yes"}], lines=True)
+    dataset = sft.load_raw_dataset(str(path))["train"]
+    assert dataset["gold"] == ["0.5", "yes"]
