@@ -60,6 +60,7 @@ bench: $(STAMP)
 
 # Redraw training_loss.png / eval_loss.png for a finished run: make plots OUT=outputs/text2sql
 plots: $(STAMP)
+	$(if $(OUT),,$(error set OUT to a finished run, e.g. make plots OUT=outputs/text2sql))
 	python sft.py --plots_only --output_dir $(OUT)
 
 # Remove prepared data and run outputs (keeps .venv and the converted-model cache).
@@ -122,7 +123,7 @@ finqa-tune: $(STAMP)
 	    --plots False --overwrite_output_dir $(ARGS) || exit 1; \
 	  for checkpoint in $(OUT)-tune/lr-$$lr/checkpoint-*; do \
 	    python eval.py --model_name_or_path $$checkpoint --dataset $(DATA_OUT) --split dev \
-	      --metrics execution_accuracy --max_new_tokens 256 --output_dir $$checkpoint/eval || exit 1; \
+	      --metrics execution_accuracy --max_new_tokens 256 --output_dir $$checkpoint/eval $(TUNE_EVAL_ARGS) || exit 1; \
 	  done; \
 	done
 	python eval.py --summarize_runs $(OUT)-tune --summary_metric execution_accuracy \

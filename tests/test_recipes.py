@@ -42,6 +42,16 @@ def test_finqa_data_train_eval(tmp_path):
     assert {"executed_answer", "verdict", "gold_answer"} <= set(row)
 
 
+def test_finqa_tune_grid_writes_the_best_recipe(tmp_path):
+    data, out = tmp_path / "finqa", tmp_path / "finqa-model"
+    make("finqa-data", DATA_OUT=data)
+    result = make("finqa-tune", DATA_OUT=data, OUT=out, TUNE_LRS="1e-3 2e-3", EPOCHS=1, ARGS="--max_steps 1",
+                  TUNE_EVAL_ARGS="--max_samples 2 --max_new_tokens 16")
+    assert "| epochs \\ learning rate | 0.001 | 0.002 |" in result.stdout and "Best execution_accuracy" in result.stdout
+    best = (tmp_path / "finqa-model-tune" / "best.yaml").read_text()
+    assert best.startswith("# python sft.py --config") and "num_train_epochs: 1" in best
+
+
 def test_skills_data_train_eval(tmp_path):
     data, out = tmp_path / "skills", tmp_path / "skills-model"
     make("skills-data", DATA_OUT=data)
