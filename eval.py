@@ -1152,7 +1152,8 @@ def summarize_runs(folder, metric, recipe, best_recipe):
     for metrics_file in sorted(Path(folder).glob("lr-*/checkpoint-*/eval/metrics.json")):
         checkpoint = metrics_file.parent.parent
         learning_rate = float(checkpoint.parent.name.removeprefix("lr-"))
-        epoch = round(json.loads((checkpoint / "trainer_state.json").read_text())["epoch"])
+        # checkpoints are saved at epoch ends; a run cut short by --max_steps counts as its epoch
+        epoch = math.ceil(json.loads((checkpoint / "trainer_state.json").read_text())["epoch"] - 1e-6)
         value = json.loads(metrics_file.read_text()).get(metric)
         if value is None:
             fail(f"{metrics_file}: no '{metric}' in it; pass the metric the grid was evaluated with (--summary_metric)")
