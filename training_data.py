@@ -30,6 +30,22 @@ def fail(message):
     raise SystemExit(f"error: {message}")
 
 
+def write_text_atomic(path, text):
+    """Write a whole file or nothing: a temporary file in the same folder, renamed over the target when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        # mkstemp makes the file private (0600); give it the mode the old file had, or the usual 0644
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # FinQA / ConvFinQA (issue 3)
 # ---------------------------------------------------------------------------------------------------------------------
@@ -748,17 +764,7 @@ def finqa_teacher_codes(examples, args, cache_path):
 
 
 def finqa_write_jsonl(path, rows):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False, encoding="utf-8")
-    try:
-        with handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(handle.name, path)
-    except BaseException:
-        os.unlink(handle.name)
-        raise
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def add_finqa_arguments(parser):
@@ -1060,32 +1066,7 @@ def split_skill_records(records, fraction, seed):
 
 
 def write_json_atomic(path, data):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, ensure_ascii=False)
-            stream.write("\n")
-        # mkstemp makes the file private (0600); give it the mode the old file had, or the usual 0644
-        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path, text):
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def add_skills_arguments(parser):
@@ -1482,17 +1463,8 @@ def prepare_text2sql(args):
         for i, record in enumerate(records):
             record["id"] = f"sql-{split}-{i}"
     output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     for name, records in (("train.json", train), ("test.json", test)):
-        handle, temporary = tempfile.mkstemp(dir=output_dir, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(records, stream, indent=1, ensure_ascii=False)
-                stream.write("\n")
-            os.replace(temporary, output_dir / name)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_text_atomic(output_dir / name, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
     rebuilt = sum("question" in r for r in train + test)
     logger.info("wrote %d train and %d test records to %s (%d with our prompt, %d with the source's prompt)",
                 len(train), len(test), output_dir, rebuilt, len(train) + len(test) - rebuilt)
