@@ -158,6 +158,7 @@ def test_training_writes_a_complete_output_folder(tiny_model_dir, train_file, tm
             "eval_loss.png"} <= names
     assert not any(name.startswith(".final") for name in names)
     assert "Trainable parameters" in result.stderr and "format alpaca" in result.stderr
+    assert "attention eager" in result.stderr  # CPU + rows of at most 256 tokens: the faster attention here
     card = (out / "README.md").read_text()
     assert "train.json" in card and "python sft.py" in card
     log = json.loads((out / "trainer_state.json").read_text())["log_history"]
@@ -166,6 +167,16 @@ def test_training_writes_a_complete_output_folder(tiny_model_dir, train_file, tm
     again = run_script(*tiny_command(tiny_model_dir, train_file, out, *extra))
     assert again.returncode == 1 and "already holds a finished model" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+@pytest.mark.parametrize("flags,attention", [(["--packing", "True"], "sdpa"),
+                                             (["--attn_implementation", "sdpa"], "sdpa"),
+                                             (["--max_length", "512"], "sdpa")])
+def test_fused_attention_where_eager_would_not_pay(tiny_model_dir, train_file, tmp_path, flags, attention):
+    # packed rows need the fused kernels' position_ids handling; long rows make eager's T^2 scores cost more
+    result = run_script(*tiny_command(tiny_model_dir, train_file, tmp_path / "out", "--save_strategy", "no", *flags))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"attention {attention}" in result.stderr
 
 
 def test_merge_adapter_and_prompt_template_saved(tiny_model_dir, train_file, tmp_path):
