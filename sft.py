@@ -731,7 +731,7 @@ def main(script_args, training_args, model_args, extra):
             bnb_4bit_quant_type=model_args.bnb_4bit_quant_type, bnb_4bit_use_double_quant=model_args.use_bnb_nested_quant,
             bnb_4bit_compute_dtype=compute_dtype, bnb_4bit_quant_storage=model_args.bnb_4bit_quant_storage)
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
-    # PyTorch's fused CPU attention has a slow backward pass on short rows: plain attention trained 1.6x faster at
+    # PyTorch's fused CPU attention has a slow backward pass on short rows: plain attention trained 1.5x faster at
     # 16 x ~80 tokens (measured on 2 cores), broke even at 512 and lost at 1024, where its T^2 scores dominate.
     # Packed rows need the fused kernels' handling of position_ids, so packing keeps them.
     if (model_args.attn_implementation is None and not torch.cuda.is_available() and not training_args.packing
