@@ -75,6 +75,9 @@ SPLIT_ALIASES = [("validation", "valid", "val", "dev", "eval"), ("test",), ("tra
 DATA_EXTENSIONS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 FORMATS_HELP = "messages | prompt+completion | instruction(+input)+output | text (also ShareGPT conversations)"
 MODEL_FILES = ("config.json", "adapter_config.json", "model.safetensors", "adapter_model.safetensors")
+# --report_to value -> packages that provide it (the first is what to install); the Trainer fails late with a traceback
+REPORTER_PACKAGES = {"wandb": ("wandb",), "tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("mlflow",),
+                     "comet_ml": ("comet_ml",), "trackio": ("trackio",)}
 
 
 @dataclass
@@ -678,6 +681,11 @@ def main(script_args, training_args, model_args, extra):
                        "than plain --use_peft (measured); it saves memory, not time")
     if (model_args.load_in_4bit or model_args.load_in_8bit) and not model_args.use_peft and not extra.init_adapter:
         fail("--load_in_4bit/--load_in_8bit trains adapters only: add --use_peft")
+    for reporter in training_args.report_to or []:
+        packages = REPORTER_PACKAGES.get(reporter, ())
+        if packages and not any(importlib.util.find_spec(package) for package in packages):
+            fail(f"--report_to {reporter}: the {packages[0]} package is not installed; pip install {packages[0]} "
+                 "(or leave --report_to out)")
     if training_args.push_to_hub and not (os.environ.get("HF_TOKEN") or training_args.hub_token):
         fail("--push_to_hub needs a Hugging Face token: export HF_TOKEN=... (it is never printed)")
     if extra.init_adapter and not (Path(extra.init_adapter) / "adapter_config.json").exists():

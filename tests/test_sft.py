@@ -1,5 +1,6 @@
 """sft.py: data loading and formats, templates and EOS, the length policy, bad inputs, and short training runs."""
 
+import importlib.util
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -212,7 +213,7 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_model_dir, tr
     assert all((a[k] - b[k]).abs().max() < 1e-5 for k in a)
 
 
-@pytest.mark.parametrize("setup,flags,message", [
+BAD_INPUTS = [
     ("missing", [], "no such file or folder"),
     ("bad_line", [], "train.jsonl:2: invalid JSON line"),
     ("empty", [], "is empty"),
@@ -223,7 +224,13 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_model_dir, tr
     ("ok", ["--push_to_hub"], "needs a Hugging Face token"),
     ("no_tokenizer", [], "has no usable tokenizer"),
     ("ok", ["--init_adapter", "/nonexistent"], "no adapter_config.json"),
-])
+]
+for _reporter, _packages in (("wandb", ["wandb"]), ("tensorboard", ["tensorboard", "tensorboardX"])):
+    if not any(importlib.util.find_spec(package) for package in _packages):
+        BAD_INPUTS.append(("ok", ["--report_to", _reporter], f"pip install {_packages[0]}"))
+
+
+@pytest.mark.parametrize("setup,flags,message", BAD_INPUTS)
 def test_bad_inputs_fail_with_one_line_and_leave_nothing(tiny_model_dir, tmp_path, setup, flags, message):
     import shutil
 
