@@ -633,6 +633,16 @@ def estimate_memory(config, name="model", batch_size=8, max_length=512, lora_r=1
     return {"params": params, "lora_params": lora_params, "rows": rows, "table": "\n".join(lines)}
 
 
+def pick_attention(requested, cuda, packing, max_length):
+    """The attention implementation to load: the user's choice, else plain attention for short unpacked rows on CPU."""
+    # PyTorch's fused CPU attention has a slow backward pass on short rows: plain attention trained 1.5x faster at
+    # 16 x ~80 tokens (measured on 2 cores), broke even at 512 and lost at 1024, where its T^2 scores dominate.
+    # Packed rows need the fused kernels' handling of position_ids, so packing keeps them.
+    if requested is None and not cuda and not packing and (max_length or 1024) <= 256:
+        return "eager"
+    return requested
+
+
 def main(script_args, training_args, model_args, extra):
     state = PartialState()
     logging.basicConfig(format="%(message)s", level=logging.INFO if state.is_main_process else logging.WARNING)
@@ -739,12 +749,8 @@ def main(script_args, training_args, model_args, extra):
             bnb_4bit_quant_type=model_args.bnb_4bit_quant_type, bnb_4bit_use_double_quant=model_args.use_bnb_nested_quant,
             bnb_4bit_compute_dtype=compute_dtype, bnb_4bit_quant_storage=model_args.bnb_4bit_quant_storage)
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
-    # PyTorch's fused CPU attention has a slow backward pass on short rows: plain attention trained 1.5x faster at
-    # 16 x ~80 tokens (measured on 2 cores), broke even at 512 and lost at 1024, where its T^2 scores dominate.
-    # Packed rows need the fused kernels' handling of position_ids, so packing keeps them.
-    if (model_args.attn_implementation is None and not torch.cuda.is_available() and not training_args.packing
-            and (training_args.max_length or 1024) <= 256):
-        model_args.attn_implementation = "eager"
+    model_args.attn_implementation = pick_attention(model_args.attn_implementation, torch.cuda.is_available(),
+                                                    training_args.packing, training_args.max_length)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             model_path, dtype=dtype, attn_implementation=model_args.attn_implementation,

@@ -170,14 +170,17 @@ def test_training_writes_a_complete_output_folder(tiny_model_dir, train_file, tm
     assert "Traceback" not in again.stderr
 
 
-@pytest.mark.parametrize("flags,attention", [(["--packing", "True"], "sdpa"),
-                                             (["--attn_implementation", "sdpa"], "sdpa"),
-                                             (["--max_length", "512"], "sdpa")])
-def test_fused_attention_where_eager_would_not_pay(tiny_model_dir, train_file, tmp_path, flags, attention):
-    # packed rows need the fused kernels' position_ids handling; long rows make eager's T^2 scores cost more
-    result = run_script(*tiny_command(tiny_model_dir, train_file, tmp_path / "out", "--save_strategy", "no", *flags))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"attention {attention}" in result.stderr
+@pytest.mark.parametrize("requested,cuda,packing,max_length,expected", [
+    (None, False, False, 192, "eager"),   # short unpacked rows on CPU: the faster attention there
+    (None, False, False, 256, "eager"),
+    (None, False, True, 192, None),       # packed rows need the fused kernels' position_ids handling
+    (None, False, False, 512, None),      # long rows make eager's T^2 scores cost more
+    (None, False, False, None, None),
+    (None, True, False, 192, None),       # GPUs keep the fused kernels
+    ("sdpa", False, False, 192, "sdpa"),  # an explicit choice always wins
+])
+def test_attention_choice(requested, cuda, packing, max_length, expected):
+    assert sft.pick_attention(requested, cuda, packing, max_length) == expected
 
 
 def test_merge_adapter_and_prompt_template_saved(tiny_model_dir, train_file, tmp_path):
