@@ -727,6 +727,20 @@ def base_model_of(model_dir):
     return None
 
 
+def trained_from(model_dir):
+    """The model a trained folder started from: its adapter's base, else the model card's `base_model:` line."""
+    base = base_model_of(model_dir)
+    card = Path(model_dir) / "README.md"
+    if base is None and card.is_file():
+        # the card's YAML front matter, as sft.py and the Hub write it
+        front = card.read_text(errors="replace").split("---")
+        if len(front) >= 3 and not front[0].strip():
+            for line in front[1].splitlines():
+                if line.startswith("base_model:"):
+                    base = line.split(":", 1)[1].strip().strip("'\"") or None
+    return base
+
+
 def load_model(name, dtype):
     """Load a full model or an adapter on its base (merged for fast generation); returns (model, path used)."""
     import torch
@@ -1211,6 +1225,13 @@ def main(args):
     adapter_config = Path(model_path) / "adapter_config.json"
     args.lora_rank = json.loads(adapter_config.read_text()).get("r", 16) if adapter_config.is_file() else None
 
+    base = None
+    if args.compare_base:
+        base = args.base_model or (trained_from(model_path) if Path(model_path).is_dir() else None)
+        if base is None:
+            fail(f"--compare_base: {args.model_name_or_path} names no base model (no adapter_config.json, no "
+                 "base_model: in its README.md); name it with --base_model")
+
     output_dir = Path(args.output_dir or (Path(model_path) / "eval" if Path(model_path).is_dir() else "outputs/eval"))
     if main_process():
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -1222,10 +1243,6 @@ def main(args):
 
     results, all_rows = {}, {}
     if args.compare_base:
-        base = args.base_model or base_model_of(model_path)
-        if base is None:
-            fail(f"--compare_base: {args.model_name_or_path} is not a LoRA adapter folder; name the base with "
-                 "--base_model")
         logger.info(f"Base model: {base}")
         results["base"], all_rows["base"] = evaluate(base, tokenizer, rows, metrics, args)
     results["fine-tuned" if args.compare_base else "model"], all_rows["model"] = evaluate(

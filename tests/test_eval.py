@@ -350,3 +350,27 @@ def test_summarize_runs_prints_the_grid_and_writes_the_best_recipe(tmp_path, cap
 def test_summarize_runs_without_results_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no lr-\\*/checkpoint-\\*/eval/metrics.json found"):
         ev.summarize_runs(str(tmp_path), "execution_accuracy", None, None)
+
+
+@pytest.mark.parametrize("files,expected", [
+    ({"adapter_config.json": '{"base_model_name_or_path": "org/base"}'}, "org/base"),
+    # a full fine-tune from sft.py names its base in the model card's front matter
+    ({"README.md": "---\nbase_model: smollm2-135m-instruct\nlibrary_name: transformers\n---\n# x\n"},
+     "smollm2-135m-instruct"),
+    ({"README.md": "---\nbase_model: 'org/quoted'\n---\n"}, "org/quoted"),
+    ({"README.md": "# no front matter\nbase_model: not-this\n"}, None),
+    ({"README.md": "---\nlicense: mit\n---\n"}, None),
+    ({}, None),
+])
+def test_trained_from_reads_adapter_config_then_model_card(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert ev.trained_from(tmp_path) == expected
+
+
+def test_compare_base_without_a_known_base_names_the_flag(model_dir, data_file, tmp_path):
+    result = run_script("eval.py", "--model_name_or_path", model_dir, "--dataset", data_file, "--output_dir",
+                        tmp_path / "eval", "--compare_base", *FLAGS)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "names no base model" in result.stderr and "--base_model" in result.stderr
+    assert not (tmp_path / "eval").exists()
