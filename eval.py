@@ -1225,7 +1225,6 @@ def main(args):
     adapter_config = Path(model_path) / "adapter_config.json"
     args.lora_rank = json.loads(adapter_config.read_text()).get("r", 16) if adapter_config.is_file() else None
 
-    base = None
     if args.compare_base:
         base = args.base_model or (trained_from(model_path) if Path(model_path).is_dir() else None)
         if base is None:
