@@ -164,6 +164,8 @@ def test_training_writes_a_complete_output_folder(tiny_model_dir, train_file, tm
     assert "attention eager" in result.stderr  # CPU + rows of at most 256 tokens: the faster attention here
     card = (out / "README.md").read_text()
     assert "train.json" in card and "python sft.py" in card
+    # eval.py --compare_base finds the base of both kinds of output: the adapter's config or this card
+    assert load_script("eval").trained_from(out) == str(tiny_model_dir)
     log = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert any("loss" in entry for entry in log) and any("eval_loss" in entry for entry in log)
     # a finished model is never overwritten by accident
