@@ -719,12 +719,15 @@ def convert_gguf(gguf_path):
     return str(target)
 
 
+def adapter_config(model_dir):
+    """A PEFT adapter folder's adapter_config.json as a dict; None for a full model (or a hub id / file)."""
+    path = Path(model_dir) / "adapter_config.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def base_model_of(model_dir):
     """The base model named by an adapter folder, or None for a full model."""
-    adapter_config = Path(model_dir) / "adapter_config.json"
-    if adapter_config.exists():
-        return json.loads(adapter_config.read_text()).get("base_model_name_or_path")
-    return None
+    return (adapter_config(model_dir) or {}).get("base_model_name_or_path")
 
 
 def trained_from(model_dir):
@@ -748,7 +751,7 @@ def load_model(name, dtype):
 
     path = resolve_model(name)
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    base = base_model_of(path) if Path(path).is_dir() else None
+    base = base_model_of(path)
     try:
         if base:
             from peft import PeftModel
@@ -962,7 +965,7 @@ def generate_vllm(model_name, tokenizer, prompts, max_new_tokens, dtype, lora_ra
     from vllm.lora.request import LoRARequest
 
     path = resolve_model(model_name)
-    base = base_model_of(path) if Path(path).is_dir() else None
+    base = base_model_of(path)
     engine_model = resolve_model(base) if base else path
     if VLLM_ENGINE.get("model") != engine_model:
         VLLM_ENGINE.clear()
@@ -1222,11 +1225,11 @@ def main(args):
     if not records:
         fail(f"--dataset {args.dataset}: no examples in split '{args.split}'")
     rows = build_rows(records, tokenizer, args.dataset)
-    adapter_config = Path(model_path) / "adapter_config.json"
-    args.lora_rank = json.loads(adapter_config.read_text()).get("r", 16) if adapter_config.is_file() else None
+    adapter = adapter_config(model_path)
+    args.lora_rank = adapter.get("r", 16) if adapter else None
 
     if args.compare_base:
-        base = args.base_model or (trained_from(model_path) if Path(model_path).is_dir() else None)
+        base = args.base_model or trained_from(model_path)
         if base is None:
             fail(f"--compare_base: {args.model_name_or_path} names no base model (no adapter_config.json, no "
                  "base_model: in its README.md); name it with --base_model")
