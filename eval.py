@@ -610,6 +610,17 @@ GENERATION_METRICS = set(METRICS)
 AUTO_BATCH_START = 128  # first try of --batch_size auto on CUDA; halved on every out-of-memory error
 CPU_AUTO_BATCH = 16  # on CPU bigger batches gain little and a batch is padded to its longest prompt
 REPORTERS = {"wandb": "wandb", "tensorboard": "tensorboard"}  # --report_to value -> pip package it needs
+# Encoder-decoder models without a chat template (T5, BART) read plain text: one prompt as is (FLAN-T5 was
+# instruction-tuned on bare prompts), a system message above it, earlier turns of a conversation as "Role: text" lines.
+# Only prompts are rendered with it: the answer is the decoder's target. The same in sft.py and eval.py (a test checks).
+SEQ2SEQ_TEMPLATE = (
+    "{% set chat = (messages | selectattr('role', 'equalto', 'assistant') | list | length)"
+    " > (0 if add_generation_prompt else 1) %}"
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] }}\n\n"
+    "{% elif chat %}{{ message['role'] | capitalize }}: {{ message['content'] }}\n"
+    "{% else %}{{ message['content'] }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt and chat %}Assistant:{% endif %}"
+)
 
 
 @dataclass
@@ -744,29 +755,65 @@ def trained_from(model_dir):
     return base
 
 
+def model_kind(config, name):
+    """'causal' or 'seq2seq' from a model's config, before any weights load; any other kind is a one-line error.
+
+    The same in sft.py and eval.py (a test checks that the copies are identical).
+    """
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)
+
+    model_type, auto_map = getattr(config, "model_type", None), getattr(config, "auto_map", None) or {}
+    if "AutoModelForSeq2SeqLM" in auto_map or (model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+                                               and getattr(config, "is_encoder_decoder", False)):
+        return "seq2seq"
+    # Encoders such as BERT also register a causal head (BertLMHeadModel), which only works when configured as a
+    # decoder: unless so configured they are masked-language models and would train as nonsense.
+    if "AutoModelForCausalLM" in auto_map or (model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and (
+            model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES or getattr(config, "is_decoder", False))):
+        return "causal"
+    fail(f"{name} is a {model_type or 'custom'} model ({type(config).__name__}), neither of the two supported kinds: "
+         "a causal language model (AutoModelForCausalLM: Llama, SmolLM2, Qwen...) or an encoder-decoder "
+         "(AutoModelForSeq2SeqLM: T5, FLAN-T5, BART, mT5...)")
+
+
+def model_config(path, name):
+    """The config of a model folder, hub id or adapter (then its base's config), to pick the model class."""
+    from transformers import AutoConfig
+
+    base = base_model_of(path)
+    try:
+        return AutoConfig.from_pretrained(resolve_model(base) if base else path)
+    except (OSError, ValueError) as error:
+        fail(f"could not load the config of {base or name}: {str(error).splitlines()[0]}")
+
+
 def load_model(name, dtype):
     """Load a full model or an adapter on its base (merged for fast generation); returns (model, path used)."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     path = resolve_model(name)
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     base = base_model_of(path)
+    auto_class = AutoModelForSeq2SeqLM if model_kind(model_config(path, name), name) == "seq2seq" else \
+        AutoModelForCausalLM
     try:
         if base:
             from peft import PeftModel
 
-            model = AutoModelForCausalLM.from_pretrained(resolve_model(base), dtype=torch_dtype)
+            model = auto_class.from_pretrained(resolve_model(base), dtype=torch_dtype)
             model = PeftModel.from_pretrained(model, path).merge_and_unload()
         else:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+            model = auto_class.from_pretrained(path, dtype=torch_dtype)
     except OSError as error:
         fail(f"could not load model {name}: {str(error).splitlines()[0]}")
     # under accelerate launch each process takes its own GPU (or the CPU)
     return model.to(process_state().device).eval(), path
 
 
-def load_tokenizer(path):
+def load_tokenizer(path, seq2seq=False):
     from transformers import AutoTokenizer
 
     try:
@@ -778,6 +825,8 @@ def load_tokenizer(path):
         fail(f"could not load a tokenizer for {path}: {error}")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template and seq2seq:
+        tokenizer.chat_template = SEQ2SEQ_TEMPLATE  # what sft.py trains an encoder-decoder without a template on
     if not tokenizer.chat_template:
         fail(f"{path} has no chat template; train with sft.py (it saves the prompt template with the model) or "
              "evaluate a chat model")
@@ -924,25 +973,58 @@ def in_batches(items, batch_size, step, desc):
     return size
 
 
+def encoder_ids(tokenizer, prompt):
+    """An encoder-decoder model's input: the rendered prompt with the tokenizer's own special tokens (T5 closes it
+    with </s>, BART wraps it in <s>...</s>) and no second BOS where the template already wrote one.
+
+    The same in sft.py and eval.py (a test checks that the copies are identical).
+    """
+    ids = tokenizer(prompt)["input_ids"]
+    bos = tokenizer.bos_token_id
+    if bos is not None and ids[:2] == [bos, bos]:
+        ids = ids[1:]
+    return ids
+
+
+def decoder_labels(tokenizer, answer):
+    """An encoder-decoder model's target: the answer in the tokenizer's target format, ending with EOS exactly once.
+
+    The same in sft.py and eval.py (a test checks that the copies are identical).
+    """
+    eos = tokenizer.eos_token
+    while eos and answer.endswith(eos):
+        answer = answer[: -len(eos)]
+    ids = tokenizer(text_target=answer)["input_ids"]
+    if not ids or ids[-1] != tokenizer.eos_token_id:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
 def generate(model, tokenizer, prompts, batch_size, max_new_tokens):
-    """Greedy generation in batches of similar length (left padding, KV cache), stopping at EOS."""
+    """Greedy generation in batches of similar length (KV cache), stopping at EOS.
+
+    An encoder-decoder model reads each prompt as sft.py trained it (encoder_ids) and returns only its answer."""
     import torch
 
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    seq2seq = model.config.is_encoder_decoder
+    encoded = [encoder_ids(tokenizer, p) if seq2seq else tokenizer(p, add_special_tokens=False)["input_ids"]
+               for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # similar lengths -> less padding
     outputs = [""] * len(prompts)
     pad = tokenizer.pad_token_id
 
     def step(batch):
         width = max(len(encoded[i]) for i in batch)
-        input_ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in batch])
-        attention_mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in batch])
+        # a decoder continues its prompt, so pads go left; an encoder reads its input whole, padded right as in training
+        side = (lambda ids, padding: ids + padding) if seq2seq else (lambda ids, padding: padding + ids)
+        input_ids = torch.tensor([side(encoded[i], [pad] * (width - len(encoded[i]))) for i in batch])
+        attention_mask = torch.tensor([side([1] * len(encoded[i]), [0] * (width - len(encoded[i]))) for i in batch])
         with torch.inference_mode():
             generated = model.generate(
                 input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
                 max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
-        for i, sequence in zip(batch, generated[:, width:]):
+        for i, sequence in zip(batch, generated if seq2seq else generated[:, width:]):
             outputs[i] = tokenizer.decode(sequence, skip_special_tokens=True).strip()
 
     in_batches(order, batch_size, step, "Generating")
@@ -990,6 +1072,8 @@ def reference_nll(model, tokenizer, rows, batch_size):
     import torch
     import torch.nn.functional as F
 
+    if model.config.is_encoder_decoder:
+        return seq2seq_reference_nll(model, tokenizer, rows, batch_size)
     examples = []
     for row in rows:
         prompt_ids = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
@@ -1014,6 +1098,32 @@ def reference_nll(model, tokenizer, rows, batch_size):
         nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), shifted, ignore_index=-100, reduction="sum")
         totals[0] += nll.item()
         totals[1] += (shifted != -100).sum().item()
+
+    in_batches(examples, batch_size, step, "Perplexity")
+    return totals[0], totals[1]
+
+
+def seq2seq_reference_nll(model, tokenizer, rows, batch_size):
+    """reference_nll for encoder-decoder models: the prompt goes to the encoder, the reference (ending with EOS) is
+    the decoder's target, exactly as sft.py trains them."""
+    import torch
+    import torch.nn.functional as F
+
+    examples = sorted(((encoder_ids(tokenizer, row["prompt"]), decoder_labels(tokenizer, row["reference"]))
+                       for row in rows), key=lambda e: (len(e[0]), len(e[1])))
+    totals = [0.0, 0]
+    pad = tokenizer.pad_token_id
+
+    def step(batch):
+        source_width, target_width = max(len(s) for s, _ in batch), max(len(t) for _, t in batch)
+        ids = torch.tensor([s + [pad] * (source_width - len(s)) for s, _ in batch])
+        mask = torch.tensor([[1] * len(s) + [0] * (source_width - len(s)) for s, _ in batch])
+        labels = torch.tensor([t + [-100] * (target_width - len(t)) for _, t in batch]).to(model.device)
+        with torch.inference_mode():
+            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                           labels=labels).logits.float()
+        totals[0] += F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="sum").item()
+        totals[1] += (labels != -100).sum().item()
 
     in_batches(examples, batch_size, step, "Perplexity")
     return totals[0], totals[1]
@@ -1218,7 +1328,11 @@ def main(args):
     model_path = resolve_model(args.model_name_or_path)
     # The fine-tuned folder's tokenizer carries the template used in training: prompts for the base model use it too,
     # so that both answer exactly the same prompts.
-    tokenizer = load_tokenizer(model_path)
+    seq2seq = model_kind(model_config(model_path, args.model_name_or_path), args.model_name_or_path) == "seq2seq"
+    if seq2seq and args.backend == "vllm":
+        fail(f"--backend vllm: {args.model_name_or_path} is an encoder-decoder model, which vLLM does not generate "
+             "with; use --backend transformers")
+    tokenizer = load_tokenizer(model_path, seq2seq)
     records = load_records(args.dataset, args.dataset_config, args.split)
     if args.max_samples:
         records = records[: args.max_samples]

@@ -1,4 +1,5 @@
-"""Supervised fine-tuning of a small causal language model (full, LoRA/DoRA or QLoRA) on any common dataset format.
+"""Supervised fine-tuning of a small language model, causal or encoder-decoder (T5, BART), full, LoRA/DoRA or QLoRA, on
+any common dataset format.
 
     python sft.py --dataset_name examples/instruct/train.json --use_peft --output_dir outputs/instruct
     python sft.py --config examples/instruct/recipe.yaml --num_train_epochs 1
@@ -24,7 +25,7 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 import torch  # noqa: E402
 from accelerate import PartialState
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 from transformers import BitsAndBytesConfig
 from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config
 
@@ -71,6 +72,17 @@ PROMPT_TEMPLATES = {
         "{% endfor %}{% if add_generation_prompt %}### Response:\n{% endif %}"
     ),
 }
+# Encoder-decoder models without a chat template (T5, BART) read plain text: one prompt as is (FLAN-T5 was
+# instruction-tuned on bare prompts), a system message above it, earlier turns of a conversation as "Role: text" lines.
+# Only prompts are rendered with it: the answer is the decoder's target. The same in sft.py and eval.py (a test checks).
+SEQ2SEQ_TEMPLATE = (
+    "{% set chat = (messages | selectattr('role', 'equalto', 'assistant') | list | length)"
+    " > (0 if add_generation_prompt else 1) %}"
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] }}\n\n"
+    "{% elif chat %}{{ message['role'] | capitalize }}: {{ message['content'] }}\n"
+    "{% else %}{{ message['content'] }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt and chat %}Assistant:{% endif %}"
+)
 SPLIT_ALIASES = [("validation", "valid", "val", "dev", "eval"), ("test",), ("train",)]
 DATA_EXTENSIONS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 FORMATS_HELP = "messages | prompt+completion | instruction(+input)+output | text (also ShareGPT conversations)"
@@ -94,6 +106,11 @@ class ExtraArguments:
         default="truncate",
         metadata={"help": "Examples longer than --max_length: 'truncate' or 'drop' them (counted either way).",
                   "choices": ["truncate", "drop"]},
+    )
+    max_target_length: int | None = field(
+        default=None,
+        metadata={"help": "Encoder-decoder models (T5, BART) only: longest answer in tokens, EOS included (default: "
+                  "--max_length, which there limits the prompt); longer ones count as too long like long prompts."},
     )
     eval_split_size: float = field(
         default=0.1,
@@ -200,6 +217,36 @@ def load_tokenizer(model_path):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def load_model_config(model_path, model_name, revision=None, trust_remote_code=False):
+    try:
+        return AutoConfig.from_pretrained(model_path, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        fail(f"could not load the config of {model_name}: {str(error).splitlines()[0]}")
+
+
+def model_kind(config, name):
+    """'causal' or 'seq2seq' from a model's config, before any weights load; any other kind is a one-line error.
+
+    The same in sft.py and eval.py (a test checks that the copies are identical).
+    """
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)
+
+    model_type, auto_map = getattr(config, "model_type", None), getattr(config, "auto_map", None) or {}
+    if "AutoModelForSeq2SeqLM" in auto_map or (model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+                                               and getattr(config, "is_encoder_decoder", False)):
+        return "seq2seq"
+    # Encoders such as BERT also register a causal head (BertLMHeadModel), which only works when configured as a
+    # decoder: unless so configured they are masked-language models and would train as nonsense.
+    if "AutoModelForCausalLM" in auto_map or (model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and (
+            model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES or getattr(config, "is_decoder", False))):
+        return "causal"
+    fail(f"{name} is a {model_type or 'custom'} model ({type(config).__name__}), neither of the two supported kinds: "
+         "a causal language model (AutoModelForCausalLM: Llama, SmolLM2, Qwen...) or an encoder-decoder "
+         "(AutoModelForSeq2SeqLM: T5, FLAN-T5, BART, mT5...)")
 
 
 # ------------------------------------------------------------------------------------------------------------ data
@@ -394,6 +441,90 @@ def tokenize_dataset(dataset, tokenizer, data_format, args, extra, num_proc=None
     stats = {"examples": len(lengths), "too_long": too_long, "kept": len(tokenized),
              "tokens": sum(min(length, max_length or length) for length in lengths)}
     return tokenized.remove_columns(["full_length", "error"]), stats
+
+
+def encoder_ids(tokenizer, prompt):
+    """An encoder-decoder model's input: the rendered prompt with the tokenizer's own special tokens (T5 closes it
+    with </s>, BART wraps it in <s>...</s>) and no second BOS where the template already wrote one.
+
+    The same in sft.py and eval.py (a test checks that the copies are identical).
+    """
+    ids = tokenizer(prompt)["input_ids"]
+    bos = tokenizer.bos_token_id
+    if bos is not None and ids[:2] == [bos, bos]:
+        ids = ids[1:]
+    return ids
+
+
+def decoder_labels(tokenizer, answer):
+    """An encoder-decoder model's target: the answer in the tokenizer's target format, ending with EOS exactly once.
+
+    The same in sft.py and eval.py (a test checks that the copies are identical).
+    """
+    eos = tokenizer.eos_token
+    while eos and answer.endswith(eos):
+        answer = answer[: -len(eos)]
+    ids = tokenizer(text_target=answer)["input_ids"]
+    if not ids or ids[-1] != tokenizer.eos_token_id:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def tokenize_seq2seq(dataset, tokenizer, data_format, args, extra, num_proc=None):
+    """Encoder-decoder models: everything before the last answer -> input_ids (the encoder's), the last answer ->
+    labels (the decoder's target, ending with EOS), then the length policy.
+
+    --max_length limits the prompt, --max_target_length (default --max_length) the answer. An example over either
+    limit is counted once, then dropped or truncated: a long prompt keeps its closing special token, a long answer
+    loses its end and its EOS, so the model is never taught to stop mid-answer (as for causal models).
+    """
+    if data_format == "text":
+        fail("plain 'text' examples have no prompt/answer split, which an encoder-decoder model needs; use "
+             "prompt+completion, instruction(+input)+output or messages data")
+
+    def tokenize(example):
+        try:
+            messages = [{"role": m["role"], "content": m["content"]}
+                        for m in to_messages(example, data_format)["messages"]]
+            answers = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+            if not answers or not any(m["role"] == "user" for m in messages[: answers[-1]]):
+                raise ValueError("no user prompt followed by an assistant answer")
+            prompt = tokenizer.apply_chat_template(messages[: answers[-1]], tokenize=False, add_generation_prompt=True)
+        except (ValueError, KeyError, TypeError) as error:
+            return {"input_ids": [], "labels": [], "error": str(error)}
+        return {"input_ids": encoder_ids(tokenizer, prompt),
+                "labels": decoder_labels(tokenizer, messages[answers[-1]]["content"]), "error": ""}
+
+    tokenized = dataset.map(tokenize, remove_columns=dataset.column_names, num_proc=num_proc, desc="Tokenizing")
+    errors = [e for e in tokenized["error"] if e]
+    if errors:
+        fail(f"{len(errors)} of {len(tokenized)} examples could not be formatted (first: {errors[0]}); "
+             "every example needs a user prompt and an assistant answer")
+    max_source = args.max_length
+    max_target = extra.max_target_length or args.max_length
+    lengths = [(len(source), len(target)) for source, target in zip(tokenized["input_ids"], tokenized["labels"])]
+    long_prompts = sum(bool(max_source and s > max_source) for s, _ in lengths)
+    long_answers = sum(bool(max_target and t > max_target) for _, t in lengths)
+    too_long = sum(bool(max_source and s > max_source or max_target and t > max_target) for s, t in lengths)
+
+    def fits(example):
+        return (not max_source or len(example["input_ids"]) <= max_source) and (
+            not max_target or len(example["labels"]) <= max_target)
+
+    def cut(example):
+        source = example["input_ids"]
+        if max_source and len(source) > max_source:
+            closing = source[-1:] if source[-1] in tokenizer.all_special_ids else []
+            source = source[: max_source - len(closing)] + closing
+        return {"input_ids": source, "labels": example["labels"][:max_target] if max_target else example["labels"]}
+
+    if too_long:
+        tokenized = tokenized.filter(fits) if extra.too_long == "drop" else tokenized.map(cut)
+    stats = {"examples": len(lengths), "too_long": too_long, "kept": len(tokenized),
+             "tokens": sum(min(s, max_source or s) + min(t, max_target or t) for s, t in lengths),
+             "limit": f"--max_length {max_source} (prompt: {long_prompts}) or --max_target_length {max_target} "
+                      f"(answer: {long_answers})"}
+    return tokenized.remove_columns(["error"]), stats
 
 
 def prepare_splits(raw, script_args, training_args, extra):
@@ -643,6 +774,43 @@ def pick_attention(requested, cuda, packing, max_length):
     return requested
 
 
+def check_seq2seq_flags(seq2seq, training_args, extra):
+    """Flags that mean something for only one kind of model fail instead of being silently ignored."""
+    if extra.max_target_length and not seq2seq:
+        fail("--max_target_length limits the answers of encoder-decoder models; a causal model's prompt and answer "
+             "share --max_length")
+    if seq2seq and training_args.packing:
+        fail("--packing concatenates causal-model examples; encoder-decoder models train on one prompt/answer pair "
+             "per row: leave --packing out")
+
+
+def seq2seq_trainer(model, training_args, train_dataset, eval_dataset, tokenizer, peft_config):
+    """A Trainer for encoder-decoder models: padded prompts in, padded labels (-100, so padding is never learned) out.
+
+    TRL's SFTTrainer builds causal-LM batches, and transformers' Seq2SeqTrainer adds only generation inside evaluate()
+    (with its own arguments class), which eval.py does instead: the plain Trainer, on the same SFTConfig, is the fit.
+    """
+    from transformers import DataCollatorForSeq2Seq, Trainer
+
+    if peft_config is not None:
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+            model = prepare_model_for_kbit_training(model, training_args.gradient_checkpointing)
+        try:
+            model = get_peft_model(model, peft_config)
+        except ValueError as error:
+            linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                             if isinstance(module, torch.nn.Linear)})
+            fail(f"--lora_target_modules {','.join(sorted(peft_config.target_modules or []))}: "
+                 f"{str(error).splitlines()[0]}; this model's linear layers are {', '.join(linear)} (or all-linear)")
+    if training_args.gradient_checkpointing and hasattr(model, "peft_config"):
+        model.enable_input_require_grads()  # frozen embeddings: checkpointed layers need an input that wants grads
+    return Trainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                   data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
+                   processing_class=tokenizer)
+
+
 def main(script_args, training_args, model_args, extra):
     state = PartialState()
     logging.basicConfig(format="%(message)s", level=logging.INFO if state.is_main_process else logging.WARNING)
@@ -656,11 +824,10 @@ def main(script_args, training_args, model_args, extra):
         model_name = model_args.model_name_or_path or DEFAULT_MODEL
         with state.main_process_first():
             model_path = resolve_model(model_name)
-        try:
-            config = AutoConfig.from_pretrained(model_path, revision=model_args.model_revision,
-                                                trust_remote_code=training_args.trust_remote_code)
-        except (OSError, ValueError) as error:
-            fail(f"could not load the config of {model_name}: {str(error).splitlines()[0]}")
+        config = load_model_config(model_path, model_name, model_args.model_revision, training_args.trust_remote_code)
+        if model_kind(config, model_name) == "seq2seq":
+            fail(f"--estimate_memory sizes decoder-only (Llama-style) models; {model_name} is an encoder-decoder "
+                 f"({config.model_type}), which it does not cover")
         if state.is_main_process:
             print(estimate_memory(
                 config.get_text_config(), model_name, training_args.per_device_train_batch_size,
@@ -704,9 +871,15 @@ def main(script_args, training_args, model_args, extra):
     model_name = model_args.model_name_or_path or DEFAULT_MODEL
     with state.main_process_first():
         model_path = resolve_model(model_name)
+    seq2seq = model_kind(load_model_config(model_path, model_name, model_args.model_revision,
+                                           training_args.trust_remote_code), model_name) == "seq2seq"
+    check_seq2seq_flags(seq2seq, training_args, extra)
     tokenizer = load_tokenizer(model_path)
     if extra.prompt_template in PROMPT_TEMPLATES:
         tokenizer.chat_template = PROMPT_TEMPLATES[extra.prompt_template]
+    elif extra.prompt_template == "chat" and not tokenizer.chat_template and seq2seq:
+        tokenizer.chat_template = SEQ2SEQ_TEMPLATE  # saved with the model, so eval.py renders prompts the same way
+        logger.info(f"{model_name} has no chat template: prompts go to the encoder as plain text")
     elif extra.prompt_template == "chat" and not tokenizer.chat_template:
         fail(f"{model_name} has no chat template; pass --prompt_template mistral|llama2|alpaca (base models)")
 
@@ -718,21 +891,23 @@ def main(script_args, training_args, model_args, extra):
     if extra.export_data:
         export_splits(extra.export_data, dict(raw), data_format)
         return
+    tokenize_dataset_ = tokenize_seq2seq if seq2seq else tokenize_dataset
     with state.main_process_first():
-        train_dataset, train_stats = tokenize_dataset(train_raw, tokenizer, data_format, training_args, extra,
+        train_dataset, train_stats = tokenize_dataset_(train_raw, tokenizer, data_format, training_args, extra,
                                                       training_args.dataset_num_proc)
         stats = {"train": train_stats}
         eval_dataset = None
         if eval_raw is not None:
-            eval_dataset, stats["eval"] = tokenize_dataset(eval_raw, tokenizer, detect_format(
+            eval_dataset, stats["eval"] = tokenize_dataset_(eval_raw, tokenizer, detect_format(
                 eval_raw.column_names, script_args.dataset_name), training_args, extra, training_args.dataset_num_proc)
     if train_stats["kept"] == 0:
         fail(f"no training example is left after --too_long {extra.too_long} at --max_length {training_args.max_length}")
     for split, split_stats in stats.items():
         if split_stats["too_long"]:
             action = "dropped" if extra.too_long == "drop" else "truncated"
+            limit = split_stats.get("limit", f"--max_length {training_args.max_length}")
             logger.warning(f"{split}: {split_stats['too_long']} of {split_stats['examples']} examples are longer than "
-                           f"--max_length {training_args.max_length} tokens and were {action}")
+                           f"{limit} tokens and were {action}")
     # Our tokenized data already carries the completion mask, so TRL must apply it rather than guess from columns.
     training_args.completion_only_loss = True
     training_args.assistant_only_loss = False
@@ -752,7 +927,7 @@ def main(script_args, training_args, model_args, extra):
     model_args.attn_implementation = pick_attention(model_args.attn_implementation, torch.cuda.is_available(),
                                                     training_args.packing, training_args.max_length)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(
             model_path, dtype=dtype, attn_implementation=model_args.attn_implementation,
             quantization_config=quantization_config, revision=model_args.model_revision,
             trust_remote_code=training_args.trust_remote_code,
@@ -761,6 +936,8 @@ def main(script_args, training_args, model_args, extra):
     except OSError as error:
         fail(f"could not load model {model_name}: {str(error).splitlines()[0]}")
     peft_config = get_peft_config(model_args)
+    if peft_config is not None and seq2seq:
+        peft_config.task_type = "SEQ_2_SEQ_LM"
     if extra.init_adapter:
         from peft import PeftModel
 
@@ -768,8 +945,11 @@ def main(script_args, training_args, model_args, extra):
         peft_config = None
         model_args.use_peft = True
 
-    trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                         processing_class=tokenizer, peft_config=peft_config)
+    if seq2seq:
+        trainer = seq2seq_trainer(model, training_args, train_dataset, eval_dataset, tokenizer, peft_config)
+    else:
+        trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                             processing_class=tokenizer, peft_config=peft_config)
 
     # One summary of the resolved setup.
     world = state.num_processes
@@ -781,7 +961,8 @@ def main(script_args, training_args, model_args, extra):
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
     logger.info(
-        f"Model: {model_name} ({model_path}) | {'LoRA' if model_args.use_peft else 'full fine-tuning'} | "
+        f"Model: {model_name} ({model_path}) | {'encoder-decoder | ' if seq2seq else ''}"
+        f"{'LoRA' if model_args.use_peft else 'full fine-tuning'} | "
         f"device {training_args.device} | bf16 {training_args.bf16} | attention "
         f"{model_args.attn_implementation or 'sdpa'} | gradient checkpointing "
         f"{training_args.gradient_checkpointing}\n"

@@ -76,3 +76,35 @@ def write_json(path, records, lines=False):
     else:
         path.write_text(json.dumps(records))
     return path
+
+
+# Words of the tiny T5 tokenizer's vocabulary (beside every printable character): what the tests' examples say.
+T5_WORDS = ("the of and to a is in what which capital name color colour france germany italy spain paris berlin rome "
+            "madrid red blue green yellow sky grass sun sea answer question translate english german french good "
+            "morning night thank you hello select from where table count name id age city how many are there").split()
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory):
+    """A randomly initialised 2+2-layer FLAN-T5-style model (gated-GELU, untied output layer) with transformers' own
+    T5Tokenizer (Unigram, </s> closing every input, <pad> = 0 = decoder start) over a small vocabulary: no pip package
+    ships a real T5 sentencepiece model, and a T5 tokenizer keeps the T5 conventions the code must handle."""
+    import string
+
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -3.0)]
+    pieces += [("▁" + word, -4.0) for word in T5_WORDS]
+    characters = string.ascii_letters + string.digits + string.punctuation
+    pieces += [("▁" + c, -8.0) for c in characters] + [(c, -9.0) for c in characters]
+    tokenizer = T5Tokenizer(vocab=pieces, extra_ids=8)
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=len(tokenizer), d_model=64, d_ff=128, d_kv=16, num_layers=2, num_decoder_layers=2,
+                      num_heads=4, feed_forward_proj="gated-gelu", tie_word_embeddings=False, dropout_rate=0.0,
+                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                      decoder_start_token_id=tokenizer.pad_token_id)
+    folder = tmp_path_factory.mktemp("tiny-t5")
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
