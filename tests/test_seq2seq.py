@@ -330,3 +330,4 @@ def test_eval_of_a_plain_t5_base_uses_plain_prompts(tiny_t5_dir, data_dir, tmp_p
              "--metrics", "exact_match", "--output_dir", tmp_path, "--max_samples", "2")
     first = json.loads((tmp_path / "predictions.jsonl").read_text().splitlines()[0])
     assert first["prompt"] == PAIRS[0][0]
+
