@@ -331,3 +331,27 @@ def test_eval_of_a_plain_t5_base_uses_plain_prompts(tiny_t5_dir, data_dir, tmp_p
     first = json.loads((tmp_path / "predictions.jsonl").read_text().splitlines()[0])
     assert first["prompt"] == PAIRS[0][0]
 
+
+
+def test_bart_trains_and_evaluates_through_the_same_path(tiny_t5_dir, data_dir, tmp_path):
+    """Not only T5: a tiny BART (learned positions, decoder starts with </s>, *_proj/fc1/fc2 layers)."""
+    import torch
+    from transformers import AutoTokenizer, BartConfig, BartForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_t5_dir)
+    torch.manual_seed(0)
+    config = BartConfig(vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1,
+                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                        max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id,
+                        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.pad_token_id,
+                        decoder_start_token_id=tokenizer.eos_token_id, forced_eos_token_id=tokenizer.eos_token_id)
+    BartForConditionalGeneration(config).save_pretrained(tmp_path / "bart")
+    tokenizer.save_pretrained(tmp_path / "bart")
+    out = tmp_path / "out"
+    run_sft(*train_command(tmp_path / "bart", data_dir, out, "--use_peft", "--max_steps", "2", "--save_strategy", "no",
+                           "--eval_strategy", "no"))
+    targets = json.loads((out / "adapter_config.json").read_text())["target_modules"]
+    assert {name.rsplit(".", 1)[-1] for name in targets} == {"q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"}
+    run_eval("--model_name_or_path", out, "--dataset", data_dir / "test.json", "--max_new_tokens", "3",
+             "--metrics", "exact_match,perplexity", "--output_dir", tmp_path / "eval")
+    assert 1 < json.loads((tmp_path / "eval" / "metrics.json").read_text())["perplexity"] < float("inf")
