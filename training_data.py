@@ -884,8 +884,18 @@ def prepare_finqa(args):
 SKILL_HEADER = re.compile(r"^####\s*([^:#]+?)\s*:\s*$")
 SKILL_TURN = re.compile(r"^###\s*(User|Assistant)\s*:(.*)$")
 SKILL_SIGNATURE = re.compile(r"^([A-Za-z_]\w*)\s*\((.*)\)$")
-SKILL_PARAMETER = re.compile(r'^([A-Za-z_]\w*)\s*(?:=\s*"([^"]*)")?$')
+SKILL_PARAMETER = re.compile(r'^([A-Za-z_]\w*)\s*(?::\s*(str|int|float|bool|"[^"]*"))?\s*(?:=\s*(.+))?$')
+SKILL_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
+SKILL_TYPE_NAMES = {kind: name for name, kind in SKILL_TYPES.items()}
 SKILL_TOOL = "add_examples"
+SKILL_FORMATS = ("prompt_completion", "openai")
+# --format openai: a no-call example is an assistant reply in words, as in OpenAI's own tool-calling data; the app
+# treats "no tool call" the way it treated other(). Short, so the loss is spent on the decision, not on the wording.
+SKILL_TOOLS_SYSTEM = (
+    "You are a voice assistant. Answer each request with a call of the one tool that serves it; when no tool fits, "
+    "reply in words without a call."
+)
+SKILL_NO_CALL_REPLY = "No tool fits this request."
 # Argument values a model has to compose (an expression) rather than copy from the request; every other value must
 # appear in the request, so generated examples never teach the model to invent places, topics or programs.
 COMPOSED_ARGUMENTS = {("math", "question")}
@@ -894,6 +904,8 @@ SKILL_REASONS = {
     "positional_argument": 'uses a positional argument; write keyword arguments, e.g. weather(location="Berlin")',
     "repeated_argument": "names the same argument twice",
     "non_string_argument": 'has a value that is not a quoted string; quote it, e.g. timer(duration="five minutes")',
+    "wrong_type": "has a value of another type than the signature gives (str, int, float or bool)",
+    "missing_argument": "leaves out an argument that the signature requires (annotated and without a default)",
     "unknown_skill": "calls a skill that no '#### Prompt:' section defines",
     "wrong_skill": "calls another skill than this file's",
     "unknown_argument": "uses an argument name that the skill's signature does not have",
@@ -910,32 +922,100 @@ def skill_key(text):
     return " ".join(text.lower().split()).rstrip(" .!?")
 
 
+def parse_skill_parameter(text, where):
+    """One signature parameter -> (name, JSON schema property, required).
+
+    `location` (an optional string) and `action="add|list"` (optional, one of the choices) are the original forms;
+    annotations make a parameter typed and required as in Python (`question: str`, `action: "add|list"`,
+    `count: int`), and a default makes it optional again (`count: int = 1`, `unit: str = None`)."""
+    match = SKILL_PARAMETER.match(text)
+    if not match:
+        fail(f'{where}: bad parameter {text!r} in the signature; write name, name: int, name: str = "x" or name="a|b"')
+    name, annotation, default = match.groups()
+    if annotation is None and default is not None:
+        if not re.fullmatch(r'"[^"]*"', default.strip()):
+            fail(f"{where}: parameter {name} has a default but no type; write {name}: str = ..., int, float or bool "
+                 f'({name}="a|b" without a type lists choices)')
+        annotation, default = default.strip(), None  # name="a|b": optional choices, the original form
+        required = False
+    else:
+        required = annotation is not None and default is None
+    if annotation is None or annotation.startswith('"'):
+        prop = {"type": "string"}
+        if annotation:
+            prop["enum"] = list(dict.fromkeys(annotation.strip('"').split("|")))
+    else:
+        prop = {"type": SKILL_TYPES[annotation]}
+    if default is not None:
+        try:
+            value = ast.literal_eval(default.strip())
+        except (ValueError, SyntaxError):
+            fail(f"{where}: the default of {name} is not a Python literal; write e.g. 1, 2.5, True or \"text\"")
+        if value is not None:
+            if skill_value_reason(value, prop):
+                fail(f"{where}: the default {default.strip()} of {name} does not fit its type {annotation}")
+            prop["default"] = value
+    return name, prop, required
+
+
 def parse_skill_signature(text, where):
-    """'notes(action="add|list", note)' -> ("notes", ["action", "note"], {"action": {"add", "list"}})."""
+    """'notes(action: "add|list", note)' -> the skill's name and its JSON schema (an object of typed properties)."""
     match = SKILL_SIGNATURE.match(text.strip())
     if not match:
         fail(f"{where}: the first line of '#### Prompt:' must be the skill's signature, e.g. weather(location)")
-    parameters, choices, part, quoted = [], {}, "", False
+    properties, required, part, quoted = {}, [], "", False
     # split on commas outside quotes: choices such as "add|list" may hold any text
     for char in match.group(2) + ",":
         if char == '"':
             quoted = not quoted
         if char == "," and not quoted:
             if part.strip():
-                parameter = SKILL_PARAMETER.match(part.strip())
-                if not parameter:
-                    fail(f'{where}: bad parameter {part.strip()!r} in the signature; write name or name="a|b"')
-                parameters.append(parameter.group(1))
-                if parameter.group(2):
-                    choices[parameter.group(1)] = set(parameter.group(2).split("|"))
+                name, prop, needed = parse_skill_parameter(part.strip(), where)
+                if name in properties:
+                    fail(f"{where}: parameter {name} appears twice in the signature")
+                properties[name] = prop
+                required += [name] if needed else []
             part = ""
         else:
             part += char
-    return match.group(1), parameters, choices
+    schema = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+    return match.group(1), schema
+
+
+def skill_short_signature(name, schema):
+    """The signature as prompts show it: names, choices and non-string types; no defaults or required marks, so
+    `math(question: str)` reads `math(question)` and prompts of untyped files stay as they always were."""
+    shown = []
+    for key, prop in schema["properties"].items():
+        if "enum" in prop:
+            shown.append(f'{key}="{"|".join(prop["enum"])}"')
+        else:
+            shown.append(key if prop["type"] == "string" else f"{key}: {SKILL_TYPE_NAMES[prop['type']]}")
+    return f"{name}({', '.join(shown)})"
+
+
+def skill_value_reason(value, prop):
+    """Why a value does not fit a schema property (a SKILL_REASONS key), or None. bool is no number here: JSON
+    Schema keeps true and 1 apart, and so does a tool-calling API."""
+    kind = prop["type"]
+    if kind == "string" and not isinstance(value, str):
+        return "non_string_argument"
+    if isinstance(value, bool) != (kind == "boolean"):
+        return "wrong_type"
+    if kind == "number" and not isinstance(value, (int, float)):
+        return "wrong_type"
+    if kind == "integer" and not (isinstance(value, int) or isinstance(value, float) and value.is_integer()):
+        return "wrong_type"  # 5.0 is an integer to JSON Schema as well
+    if "enum" in prop and value not in prop["enum"]:
+        return "bad_choice"
+    return None
 
 
 def parse_skill_call(text):
-    """Parse 'name(key="value", ...)' with ast (never eval) -> (name, [(key, value), ...]); ValueError(reason)."""
+    """Parse 'name(key="value", n=2)' with ast (never eval) -> (name, [(key, value), ...]); ValueError(reason).
+
+    Values are literals only: strings, numbers (a leading minus too) and True/False; whether one fits its parameter
+    is the schema's question (check_skill_example)."""
     try:
         node = ast.parse(text.strip(), mode="eval").body
     except (SyntaxError, ValueError):
@@ -948,17 +1028,26 @@ def parse_skill_call(text):
     for keyword in node.keywords:
         if keyword.arg is None:
             raise ValueError("not_a_call")
-        if not isinstance(keyword.value, ast.Constant) or not isinstance(keyword.value.value, str):
+        value = keyword.value
+        negative = isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.USub)
+        if negative and isinstance(value.operand, ast.Constant) and type(value.operand.value) in (int, float):
+            value = ast.Constant(-value.operand.value)
+        if not isinstance(value, ast.Constant) or type(value.value) not in (str, int, float, bool):
             raise ValueError("non_string_argument")
         if keyword.arg in dict(arguments):
             raise ValueError("repeated_argument")
-        arguments.append((keyword.arg, keyword.value.value))
+        arguments.append((keyword.arg, value.value))
     return node.func.id, arguments
+
+
+def format_skill_value(value):
+    # strings in double quotes (JSON escapes are Python escapes too), True/False and numbers as Python writes them
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
 
 
 def format_skill_call(name, arguments):
     """One canonical spelling (keyword arguments, double quotes) so the model never sees two forms of a call."""
-    return f"{name}(" + ", ".join(f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in arguments) + ")"
+    return f"{name}(" + ", ".join(f"{key}={format_skill_value(value)}" for key, value in arguments) + ")"
 
 
 def check_skill_example(request, name, arguments, skills, copy_check):
@@ -967,18 +1056,23 @@ def check_skill_example(request, name, arguments, skills, copy_check):
         return "empty_request"
     if name not in skills:
         return "unknown_skill"
-    skill = skills[name]
+    # The skill's JSON schema is the one truth for names, types, choices and required arguments, so -c, -t and the
+    # --format openai tools agree; it is a flat object of four types, which a few lines check without a library.
+    schema = skills[name]["schema"]
     for key, value in arguments:
-        if key not in skill["parameters"]:
+        if key not in schema["properties"]:
             return "unknown_argument"
-        if not value.strip():
+        if isinstance(value, str) and not value.strip():
             return "empty_argument"
-        if key in skill["choices"]:
-            if value not in skill["choices"][key]:
-                return "bad_choice"
-        elif copy_check and (name, key) not in COMPOSED_ARGUMENTS:
-            if " ".join(value.lower().split()) not in " ".join(request.lower().split()):
-                return "not_in_request"
+        reason = skill_value_reason(value, schema["properties"][key])
+        if reason:
+            return reason
+        copied = isinstance(value, str) and "enum" not in schema["properties"][key]
+        copied = copied and (name, key) not in COMPOSED_ARGUMENTS
+        if copy_check and copied and " ".join(value.lower().split()) not in " ".join(request.lower().split()):
+            return "not_in_request"
+    if set(schema["required"]) - {key for key, _ in arguments}:
+        return "missing_argument"
     return None
 
 
@@ -1028,7 +1122,7 @@ def parse_skill_file(path):
         fail(f"{path}:{pending[0]}: '### User:' has no '### Assistant:' answer; add one")
     if not prompt_lines:
         fail(f"{path}:1: no '#### Prompt:' section; start the file with it, the signature and a description")
-    name, parameters, choices = parse_skill_signature(prompt_lines[0], f"{path}:{signature_line}")
+    name, schema = parse_skill_signature(prompt_lines[0], f"{path}:{signature_line}")
     stem = Path(path).name
     if stem.endswith("_examples.txt") and stem[: -len("_examples.txt")] != name:
         fail(f"{path}:{signature_line}: the signature defines {name}() but the file is named {stem}; rename one")
@@ -1036,16 +1130,18 @@ def parse_skill_file(path):
         "path": str(path),
         "name": name,
         "signature": prompt_lines[0],
+        "short_signature": skill_short_signature(name, schema),
         "description": " ".join(prompt_lines[1:]),
-        "parameters": parameters,
-        "choices": choices,
+        "parameters": list(schema["properties"]),
+        "choices": {key: set(prop["enum"]) for key, prop in schema["properties"].items() if "enum" in prop},
+        "schema": schema,
         "examples": examples,
     }
 
 
 def skill_prompt(skills, request):
     """Only the signatures: descriptions cost ~100 tokens per example and a small model learns them from the data."""
-    listing = ", ".join(skills[name]["signature"] for name in sorted(skills))
+    listing = ", ".join(skills[name]["short_signature"] for name in sorted(skills))
     return f"Skills: {listing}\nUser: {request}\nCall:\n"
 
 
@@ -1065,6 +1161,41 @@ def split_skill_records(records, fraction, seed):
     return train, test
 
 
+def skill_completion_record(record, skills):
+    return {"prompt": skill_prompt(skills, record["user"]),
+            "completion": format_skill_call(record["skill"], record["arguments"]), "skill": record["skill"]}
+
+
+def skill_tool(skill):
+    """A skill as an OpenAI function tool: its description and the JSON schema read from its signature."""
+    return {"type": "function",
+            "function": {"name": skill["name"], "description": skill["description"], "parameters": skill["schema"]}}
+
+
+def skill_openai_records(records, skills, args):
+    """OpenAI chat fine-tuning records: system, user, and an assistant turn holding one tool call (arguments as a
+    JSON string, as the API sends them) or, for the --no_call_skill, a reply in words and no call."""
+    no_call = args.no_call_skill if args.no_call_skill in skills else None
+    if args.no_call_skill and not no_call:
+        logger.info("--no_call_skill %s: no such skill among the files, so every example is a tool call",
+                    args.no_call_skill)
+    if no_call and skills[no_call]["schema"]["properties"]:
+        fail(f"{skills[no_call]['path']}: --no_call_skill {no_call} has parameters, so its examples are calls; name a "
+             "skill without parameters, like other(), or pass --no_call_skill ''")
+    tools = [skill_tool(skills[name]) for name in sorted(skills) if name != no_call]
+    rows = []
+    for record in records:
+        messages = [{"role": "system", "content": SKILL_TOOLS_SYSTEM}, {"role": "user", "content": record["user"]}]
+        if record["skill"] == no_call:
+            messages.append({"role": "assistant", "content": args.no_call_reply})
+        else:
+            arguments = json.dumps(dict(record["arguments"]), ensure_ascii=False)
+            call = {"id": "call_1", "type": "function", "function": {"name": record["skill"], "arguments": arguments}}
+            messages.append({"role": "assistant", "tool_calls": [call]})
+        rows.append({"messages": messages, "tools": tools})
+    return rows
+
+
 def write_json_atomic(path, data):
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -1082,9 +1213,18 @@ def add_skills_arguments(parser):
     group.add_argument("--retry_delay", type=float, default=1.0, help="-c: first backoff delay in seconds (doubles).")
     group.add_argument("--timeout", type=float, default=60.0, help="-c: seconds to wait for one API answer.")
     group.add_argument("--files", nargs="+", help="-t: skill example files, e.g. examples/skills/*_examples.txt.")
-    group.add_argument("--test_file", default="data/skills/test.json", help="-t: where the held-out split goes.")
+    group.add_argument("--test_file", help="-t: where the held-out split goes (default data/skills/test.json, "
+                       "test.jsonl with --format openai).")
     group.add_argument("--test_fraction", type=float, default=0.1, help="-t: held-out share per skill (0: none).")
     group.add_argument("--seed", type=int, default=42, help="-t: seed of the held-out split.")
+    group.add_argument("--format", choices=SKILL_FORMATS, default="prompt_completion",
+                       help="-t: prompt_completion (a JSON list of prompt/completion/skill records) or openai (JSONL "
+                       "of OpenAI chat fine-tuning records: messages with tool_calls, and the skills as JSON schema "
+                       "tools); both hold out the same requests.")
+    group.add_argument("--no_call_skill", default="other", help="-t --format openai: the skill that means 'no skill "
+                       "applies'; its examples become assistant replies without a tool call ('' keeps it a tool).")
+    group.add_argument("--no_call_reply", default=SKILL_NO_CALL_REPLY,
+                       help="-t --format openai: the assistant reply of a no-call example.")
 
 
 def skill_generation_messages(skill, count):
@@ -1101,9 +1241,9 @@ def skill_generation_messages(skill, count):
         f"Write {count} NEW examples for {skill['name']}(). Each `user` is one request as a speech recogniser would "
         "transcribe it: vary phrasing, length, politeness, casual speech and typos, and use new places, topics and "
         "values; never repeat an existing request. Each `assistant` is exactly one call like "
-        f'{skill["name"]}(key="value") with keyword arguments in double quotes, only the argument names in the '
-        "signature, and values copied from the request as written (leave an argument out when the request does not "
-        "give it)."
+        f'{skill["name"]}(key="value") with keyword arguments (text in double quotes, numbers and True/False bare), '
+        "only the argument names in the signature, and values copied from the request as written (leave an optional "
+        "argument out when the request does not give it)."
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -1274,17 +1414,26 @@ def collect_skill_examples(args):
                 logger.warning("%s: skipping a repeated request (first at %s)", where, first_seen[key][0])
                 continue
             first_seen[key] = (where, call)
-            prompt = skill_prompt(skills, example["user"])
-            records.append({"prompt": prompt, "completion": call, "skill": example["name"]})
+            records.append({"skill": example["name"], "user": example["user"], "arguments": example["arguments"]})
     if not records:
         fail("no examples in " + ", ".join(args.files))
+    # one split for both formats: it depends only on each record's skill and position
     train, test = split_skill_records(records, args.test_fraction, args.seed)
-    if args.test_fraction > 0:
-        write_json_atomic(args.test_file, test)
-    json.dump(train, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
-    held = f", {len(test)} held out in {args.test_file}" if args.test_fraction > 0 else ""
-    logger.info("collected %d examples of %d skills: %d to stdout%s", len(records), len(skills), len(train), held)
+    test_file = args.test_file or ("data/skills/test.jsonl" if args.format == "openai" else "data/skills/test.json")
+    if args.format == "openai":
+        train, test = (skill_openai_records(part, skills, args) for part in (train, test))
+        if args.test_fraction > 0:
+            write_text_atomic(test_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in test))
+        sys.stdout.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in train)
+    else:
+        train, test = ([skill_completion_record(r, skills) for r in part] for part in (train, test))
+        if args.test_fraction > 0:
+            write_json_atomic(test_file, test)
+        json.dump(train, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    held = f", {len(test)} held out in {test_file}" if args.test_fraction > 0 else ""
+    logger.info("collected %d examples of %d skills (%s): %d to stdout%s", len(records), len(skills), args.format,
+                len(train), held)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -208,6 +208,150 @@ def test_collect_bad_fraction_and_duplicate_skill(skill_dir, capsys):
     assert "defined again" in str(code)
 
 
+# --- typed signatures and --format openai ----------------------------------------------------------------------------
+
+TIMER = """#### Prompt:
+timer(minutes: int, label: str = "tea", loud: bool = False, unit: "s|min" = "min", speed: float = None, note)
+A countdown timer.
+
+#### Prompt Examples:
+### User: timer for 5 minutes
+### Assistant: timer(minutes=5)
+
+### User: a loud 2.0 minute egg timer
+### Assistant: timer(minutes=2.0, label="egg", loud=True)
+"""
+
+
+def test_typed_signature_becomes_json_schema(tmp_path):
+    skill = td.parse_skill_file(write(tmp_path, "timer_examples.txt", TIMER))
+    assert skill["schema"] == {
+        "type": "object",
+        "properties": {
+            "minutes": {"type": "integer"},
+            "label": {"type": "string", "default": "tea"},
+            "loud": {"type": "boolean", "default": False},
+            "unit": {"type": "string", "enum": ["s", "min"], "default": "min"},
+            "speed": {"type": "number"},
+            "note": {"type": "string"},
+        },
+        "required": ["minutes"],
+        "additionalProperties": False,
+    }
+    # prompts show names, choices and non-string types only, so the untyped files' prompts never changed
+    assert skill["short_signature"] == 'timer(minutes: int, label, loud: bool, unit="s|min", speed: float, note)'
+    assert skill["examples"][1]["arguments"] == [("minutes", 2.0), ("label", "egg"), ("loud", True)]
+    typed_notes = NOTES.replace('notes(action="', 'notes(action: "', 1)
+    notes = td.parse_skill_file(write(tmp_path, "notes_examples.txt", typed_notes))
+    assert notes["schema"]["required"] == ["action"]
+    assert notes["schema"]["properties"]["action"]["enum"] == ["add", "list"]
+    assert notes["short_signature"] == 'notes(action="add|list", note)'
+    assert td.parse_skill_file(write(tmp_path, "notes_examples.txt", NOTES))["schema"]["required"] == []
+
+
+@pytest.mark.parametrize(
+    "signature, words",
+    [
+        ('timer(unit="tea" = "x")', "has a default but no type"),
+        ("timer(minutes = 5)", "has a default but no type"),
+        ("timer(minutes: int = five)", "not a Python literal"),
+        ('timer(minutes: int = "5")', "does not fit its type int"),
+        ("timer(loud: bool = 1)", "does not fit its type bool"),
+        ('timer(unit: "s|min" = "h")', "does not fit"),
+        ("timer(minutes: list)", "bad parameter"),
+        ("timer(minutes, minutes: int)", "appears twice"),
+    ],
+)
+def test_bad_typed_signature_names_file_and_line(tmp_path, signature, words):
+    path = write(tmp_path, "timer_examples.txt", f"#### Prompt:\n{signature}\nA timer.\n")
+    with pytest.raises(SystemExit) as error:
+        td.parse_skill_file(path)
+    assert str(error.value).startswith(f"error: {path}:2: ") and words in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "answer, reason",
+    [
+        ("timer(minutes=5)", None),
+        ("timer(minutes=-5, speed=2, loud=False)", None),
+        ("timer(minutes=5.0)", None),  # an integer to JSON Schema too
+        ("timer(minutes=5.5)", "wrong_type"),
+        ('timer(minutes="5")', "wrong_type"),
+        ("timer(minutes=True)", "wrong_type"),
+        ("timer(minutes=5, loud=1)", "wrong_type"),
+        ("timer(minutes=5, label=3)", "non_string_argument"),
+        ('timer(minutes=5, unit="h")', "bad_choice"),
+        ('timer(label="tea")', "missing_argument"),
+        ("timer(minutes=5, seconds=3)", "unknown_argument"),
+        ("timer(minutes=None)", "non_string_argument"),
+        ("timer(minutes=[5])", "non_string_argument"),
+    ],
+)
+def test_calls_are_checked_against_the_schema(tmp_path, answer, reason):
+    skill = td.parse_skill_file(write(tmp_path, "timer_examples.txt", TIMER))
+    try:
+        name, arguments = td.parse_skill_call(answer)
+    except ValueError as error:
+        assert str(error) == reason
+        return
+    assert td.check_skill_example("a timer for 5", name, arguments, {"timer": skill}, False) == reason
+
+
+def collect_lines(skill_dir, capsys, *extra):
+    code, out, err = collect(skill_dir, capsys, "--format", "openai", *extra)
+    assert code == 0, code
+    return [json.loads(line) for line in out.splitlines()], err
+
+
+def test_collect_openai_format(skill_dir, capsys, caplog):
+    caplog.set_level("INFO", logger="training_data")
+    records, _ = collect_lines(skill_dir, capsys, "--test_fraction", "0")
+    assert len(records) == 7 and "(openai): 7 to stdout" in caplog.text
+    assert not (skill_dir / "data").exists()
+    for record in records:
+        assert set(record) == {"messages", "tools"}
+        assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"]
+        # other() is the absence of a call: no tool for it
+        assert [t["function"]["name"] for t in record["tools"]] == ["notes", "weather"]
+    notes = records[0]["tools"][0]["function"]
+    assert notes["description"] == "Add a note or list the notes."
+    assert notes["parameters"]["properties"]["action"] == {"type": "string", "enum": ["add", "list"]}
+    first = records[0]["messages"]
+    assert first[1]["content"] == "add buy milk to my notes"
+    (call,) = first[2]["tool_calls"]
+    assert set(first[2]) == {"role", "tool_calls"} and call["type"] == "function" and call["id"]
+    assert call["function"]["name"] == "notes"
+    assert json.loads(call["function"]["arguments"]) == {"action": "add", "note": "buy milk"}
+    no_call = [r["messages"][2] for r in records if r["messages"][1]["content"] in ("thanks", "turn on the lights")]
+    assert no_call == [{"role": "assistant", "content": td.SKILL_NO_CALL_REPLY}] * 2
+    weather = [r["messages"][2]["tool_calls"][0]["function"] for r in records if "rain" in r["messages"][1]["content"]]
+    assert weather == [{"name": "weather", "arguments": "{}"}]
+    # other kept as a tool, with a reply of one's own
+    records, _ = collect_lines(skill_dir, capsys, "--test_fraction", "0", "--no_call_skill", "")
+    assert [t["function"]["name"] for t in records[0]["tools"]] == ["notes", "other", "weather"]
+    assert all("tool_calls" in r["messages"][2] for r in records)
+    code, _, _ = collect(skill_dir, capsys, "--format", "openai", "--no_call_skill", "weather")
+    assert "--no_call_skill weather has parameters" in str(code)
+
+
+def test_openai_format_holds_out_the_same_requests(skill_dir, capsys, caplog):
+    caplog.set_level("INFO", logger="training_data")
+    write(skill_dir, "weather_examples.txt", WEATHER + "".join(
+        f"\n### User: weather in town {i}\n### Assistant: weather(location='town {i}')\n" for i in range(12)))
+    code, out, _ = collect(skill_dir, capsys, "--test_fraction", "0.3", "--test_file", "plain.json")
+    assert code == 0
+    plain_train = [r["prompt"].split("User: ")[1].removesuffix("\nCall:\n") for r in json.loads(out)]
+    plain_test = [r["prompt"].split("User: ")[1].removesuffix("\nCall:\n") for r in json.loads(
+        (skill_dir / "plain.json").read_text())]
+    records, _ = collect_lines(skill_dir, capsys, "--test_fraction", "0.3")
+    test_path = skill_dir / "data" / "skills" / "test.jsonl"  # the default for --format openai
+    assert f"held out in {test_path.relative_to(skill_dir)}" in caplog.text
+    tests = [json.loads(line) for line in test_path.read_text().splitlines()]
+    assert [r["messages"][1]["content"] for r in records] == plain_train
+    assert [r["messages"][1]["content"] for r in tests] == plain_test
+    assert len(plain_test) >= 5
+
+
 # --- generation (-c) against a local OpenAI-compatible server --------------------------------------------------------
 
 
@@ -338,6 +482,26 @@ def test_create_rejects_invalid_and_duplicate_examples(skill_dir, capsys, monkey
     assert expected in err
     assert len(api.requests) == 1
 
+
+
+def test_create_checks_calls_against_the_schema(tmp_path, capsys, monkeypatch):
+    path = write(tmp_path, "timer_examples.txt", TIMER)
+    answer = pairs(
+        ("5 minute timer please", "timer(minutes=5)"),
+        ("timer for ten minutes", 'timer(minutes="ten")'),
+        ("start a tea timer", 'timer(label="tea")'),
+        ("a loud 3 minute timer", "timer(minutes=3, loud=True)"),
+        ("a 3 minute timer in hours", 'timer(minutes=3, unit="h")'),
+    )
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    with FakeAPI([tool_answer(answer)]) as api:
+        argv = ["-c", "--file", str(path), "--base_url", api.url, "--n_generations", "3", "--max_retries", "0"]
+        code, out, err = run_main(argv, capsys)
+    assert code == 0
+    assert out == ("### User: 5 minute timer please\n### Assistant: timer(minutes=5)\n\n"
+                   "### User: a loud 3 minute timer\n### Assistant: timer(minutes=3, loud=True)\n\n")
+    assert "generated 2 valid, rejected: bad_choice=1, missing_argument=1, wrong_type=1" in err
+    assert "timer(minutes: int, label" in api.requests[0][1]["messages"][1]["content"]
 
 def test_create_append_keeps_existing_content(skill_dir, capsys, monkeypatch):
     path = skill_dir / "weather_examples.txt"
@@ -470,6 +634,13 @@ def test_shipped_skill_files(root, capsys, tmp_path):
     train, test = json.loads(out), json.loads((tmp_path / "t.json").read_text())
     assert {r["skill"] for r in test} == names
     assert len(train) + len(test) == sum(len(s["examples"]) for s in skills.values())
+    argv = ["-t", "--format", "openai", "--files", *map(str, files), "--test_file", str(tmp_path / "t.jsonl")]
+    code, out, _ = run_main(argv, capsys)
+    lines = (tmp_path / "t.jsonl").read_text().splitlines()
+    assert code == 0 and len(out.splitlines()) == len(train) and len(lines) == len(test)
+    tools = {tool["function"]["name"]: tool["function"]["parameters"] for tool in json.loads(lines[0])["tools"]}
+    assert set(tools) == names - {"other"}
+    assert tools["math"]["required"] == ["question"] and tools["notes"]["required"] == ["action"]
 
 
 def test_command_line_stdout_is_pure_json_and_errors_are_one_line(root, skill_dir, tmp_path):
