@@ -690,7 +690,7 @@ def finqa_ask_teacher(client, model, prompt, args):
         try:
             response = client.chat.completions.create(
                 model=model, messages=finqa_teacher_messages(prompt), temperature=args.teacher_temperature,
-                max_tokens=512,
+                max_tokens=getattr(args, "max_tokens", None) or 512,
             )
             return response.choices[0].message.content or ""
         except Exception as error:  # the openai package raises many types; all are retried the same way
@@ -1212,6 +1212,8 @@ def add_skills_arguments(parser):
     group.add_argument("--max_retries", type=int, default=5, help="-c: retries after errors or short answers.")
     group.add_argument("--retry_delay", type=float, default=1.0, help="-c: first backoff delay in seconds (doubles).")
     group.add_argument("--timeout", type=float, default=60.0, help="-c: seconds to wait for one API answer.")
+    group.add_argument("--max_tokens", type=int, help="-c and the FinQA teacher: most tokens one answer may take "
+                       "(default 256 + 64 per asked example for -c, 512 for the teacher).")
     group.add_argument("--files", nargs="+", help="-t: skill example files, e.g. examples/skills/*_examples.txt.")
     group.add_argument("--test_file", help="-t: where the held-out split goes (default data/skills/test.json, "
                        "test.jsonl with --format openai).")
@@ -1318,6 +1320,9 @@ def request_generated_pairs(client, args, skill, count):
             tools=[skill_generation_tool()],
             tool_choice={"type": "function", "function": {"name": SKILL_TOOL}},
             temperature=1.0,
+            # an example is about 30 tokens of JSON; the bound keeps a server that never stops (a small local model,
+            # which transformers serve lets write 1,024 tokens by default) from running on
+            max_tokens=args.max_tokens or 256 + 64 * count,
         )
     except openai.RateLimitError:
         raise RuntimeError("rate_limit") from None

@@ -429,6 +429,7 @@ def test_create_retries_server_error_then_prints_valid(skill_dir, capsys, monkey
     assert tool["name"] == "add_examples"
     assert tool["parameters"]["properties"]["examples"]["items"]["required"] == ["user", "assistant"]
     assert request["tool_choice"]["function"]["name"] == "add_examples"
+    assert request["max_tokens"] == 256 + 64 * 2  # room for the examples asked for, and a bound for local servers
     assert "weather(location)" in request["messages"][1]["content"]
     assert (skill_dir / "weather_examples.txt").read_text() == WEATHER
 
