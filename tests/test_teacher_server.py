@@ -139,8 +139,8 @@ def test_create_against_transformers_serve(server, tmp_path):
         assert done.returncode == 0 and path.read_text().startswith(before.rstrip("\n"))
         skill = td.parse_skill_file(path)
         for example in skill["examples"][-valid:]:
-            assert td.check_skill_example(example["user"], "weather", example["arguments"], {"weather": skill}, True) \
-                is None
+            reason = td.check_skill_example(example["user"], "weather", example["arguments"], {"weather": skill}, True)
+            assert reason is None, example
     else:
         assert done.returncode == 1 and "no valid examples for weather() after 2 requests" in done.stderr
         assert path.read_text() == before
@@ -156,8 +156,8 @@ def test_finqa_teacher_against_transformers_serve(server, tmp_path):
     def prepare(base_url):
         return run_script("training_data.py", "--finqa_dir", tmp_path / "finqa", "--output_dir", out,
                           "--source", "teacher", "--teacher_model", model, "--base_url", base_url,
-                          "--max_concurrency", "1", "--max_retries", "0", "--sandbox_timeout", "2", "--max_context_tokens", "300", *BOUNDS,
-                          env={"OPENAI_API_KEY": "local"}, timeout=600)
+                          "--max_concurrency", "1", "--max_retries", "0", "--sandbox_timeout", "2",
+                          "--max_context_tokens", "300", *BOUNDS, env={"OPENAI_API_KEY": "local"}, timeout=600)
 
     done = prepare(url)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
