@@ -32,7 +32,8 @@ train = $(LAUNCH) sft.py --config $(1) --model_name_or_path $(MODEL) --dataset_n
 
 .PHONY: help setup test bench clean distclean plots \
 	instruct-data instruct-train instruct-eval finqa-data finqa-train finqa-eval finqa-tune \
-	skills-data skills-train skills-eval orca-data orca-train orca-eval finance-data finance-train finance-eval \
+	skills-data skills-train skills-eval tools-data tools-train tools-eval orca-data orca-train orca-eval \
+	finance-data finance-train finance-eval \
 	text2sql-data text2sql-train text2sql-eval text2sql2-data text2sql2-train text2sql2-eval
 
 # List every target with its one-line description.
@@ -148,6 +149,26 @@ skills-train: $(STAMP)
 skills-eval: $(STAMP)
 	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT)/test.json --metrics call_match --compare_base \
 		--max_new_tokens 32 $(ARGS)
+
+# ------------------------------------------------------------------------- tool calling (OpenAI tools / tool_calls)
+tools-%: DATA ?= examples/tools
+tools-%: DATA_OUT ?= data/tools
+tools-%: OUT ?= outputs/tools
+
+# Check the tool-calling data (DATA: OpenAI tools/tool_calls or ShareGPT function calls) and export it to DATA_OUT.
+tools-data: $(STAMP)
+	python sft.py --dataset_name $(DATA) --export_data $(DATA_OUT) $(DATA_ARGS)
+
+# Fine-tune MODEL with LoRA on request -> tool call(s) (examples/tools/recipe.yaml).
+tools-train: $(STAMP)
+	$(call train,examples/tools/recipe.yaml,$(DATA_OUT))
+
+# Full-call accuracy, base vs fine-tuned: new requests (OUT/eval), functions never trained on (OUT/eval-unseen).
+tools-eval: $(STAMP)
+	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test --metrics tool_call_match \
+		--compare_base --max_new_tokens 96 --output_dir $(OUT)/eval $(ARGS)
+	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test_unseen_functions \
+		--metrics tool_call_match --compare_base --max_new_tokens 96 --output_dir $(OUT)/eval-unseen $(ARGS)
 
 # -------------------------------------------------------------------------- Orca-style reasoning mix with prompt erasure
 orca-%: DATA_OUT ?= data/orca

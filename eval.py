@@ -205,6 +205,220 @@ def metric_call_match(rows):
     return scores
 
 
+# Tool calling (issue 14): OpenAI `tools` / `tool_calls`. A prediction may hold JSON objects or lists, <tool_call>
+# tags around them, or Python call syntax; the reference calls come from the record and the schemas from its tools.
+
+TOOL_CALL_START = re.compile(r"[\[{]")
+
+
+def json_tool_call(item):
+    """{"name", "arguments"|"parameters"} or OpenAI's {"function": {...}} -> {"name", "arguments"}; None otherwise."""
+    if not isinstance(item, dict):
+        return None
+    function = item["function"] if isinstance(item.get("function"), dict) else item
+    name = function.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    arguments = function.get("arguments", function.get("parameters", {}))
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError:
+            arguments = None  # a call with broken arguments is a wrong call, not a missing one
+    return {"name": name, "arguments": arguments if isinstance(arguments, dict) else None}
+
+
+def python_tool_calls(text):
+    """Calls written as Python, one per line or as a list [f(a=1), g()]: parsed with ast, never evaluated."""
+    calls = []
+    for line in str(text).splitlines():
+        line = line.strip().rstrip(";")
+        try:
+            node = ast.parse(line, mode="eval").body
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            node = None
+        if isinstance(node, (ast.List, ast.Tuple)) and node.elts and all(
+                isinstance(item, ast.Call) and isinstance(item.func, ast.Name) for item in node.elts):
+            parsed = [parse_predicted_call(ast.unparse(item)) for item in node.elts]
+        else:
+            parsed = [parse_predicted_call(line)]
+        calls += [{"name": name, "arguments": keywords, "positional": values}
+                  for name, values, keywords in filter(None, parsed)]
+    return calls
+
+
+def parse_tool_calls(text):
+    """Every call in a model answer as [{"name", "arguments"}]: [] for an answer that calls nothing, None for one that
+    tries to (JSON braces, a "name" key, <tool_call>, name(...)) but yields no call."""
+    text = str(text or "")
+    body = re.sub(r"</?tool_call>", "\n", text)
+    calls, position, decoder = [], 0, json.JSONDecoder()
+    while match := TOOL_CALL_START.search(body, position):
+        try:
+            value, position = decoder.raw_decode(body, match.start())
+        except json.JSONDecodeError:
+            position = match.start() + 1
+            continue
+        calls += filter(None, map(json_tool_call, value if isinstance(value, list) else [value]))
+    calls = calls or python_tool_calls(body)
+    if calls:
+        return calls
+    attempted = ("<tool_call>" in text or re.search(r"\"name\"\s*:", text)
+                 or re.match(r"\s*(\[|\{|\[?\w+\()", text))
+    return None if attempted else []
+
+
+def as_number(value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def tool_values_equal(predicted, expected, schema):
+    """Equal by value; 5, 5.0 and "5" only count as the same where the schema's type is numeric (or boolean for
+    true/"true"), never for a string parameter."""
+    schema = schema if isinstance(schema, dict) else {}
+    kinds = schema.get("type") if isinstance(schema.get("type"), list) else [schema.get("type")]
+    if len(kinds) > 1:
+        return any(tool_values_equal(predicted, expected, {**schema, "type": kind}) for kind in kinds)
+    kind = kinds[0]
+    if kind in ("integer", "number"):
+        p, e = as_number(predicted), as_number(expected)
+        return (p is not None and e is not None and math.isclose(p, e, rel_tol=1e-9, abs_tol=1e-12)
+                and (kind == "number" or p.is_integer()))
+    if kind == "boolean":
+        truth = {"true": True, "false": False}
+        p = truth.get(predicted.strip().lower()) if isinstance(predicted, str) else predicted
+        e = truth.get(expected.strip().lower()) if isinstance(expected, str) else expected
+        return isinstance(p, bool) and p is e
+    if kind == "string":
+        return isinstance(predicted, str) and isinstance(expected, str) and \
+            normalize_text(predicted) == normalize_text(expected)
+    if kind == "array" or (kind is None and isinstance(expected, list)):
+        return (isinstance(predicted, list) and isinstance(expected, list) and len(predicted) == len(expected)
+                and all(tool_values_equal(p, e, schema.get("items")) for p, e in zip(predicted, expected)))
+    if kind == "object" or (kind is None and isinstance(expected, dict)):
+        return isinstance(predicted, dict) and isinstance(expected, dict) and \
+            tool_arguments_match(predicted, expected, schema, allowed=False)
+    # no schema type: numbers by value (5 == 5.0), text by normalised text, anything else exactly
+    if as_number(predicted) is not None and as_number(expected) is not None and not any(
+            isinstance(v, str) for v in (predicted, expected)):
+        return math.isclose(as_number(predicted), as_number(expected), rel_tol=1e-9)
+    if isinstance(predicted, str) and isinstance(expected, str):
+        return normalize_text(predicted) == normalize_text(expected)
+    return predicted == expected
+
+
+def tool_arguments_match(predicted, expected, parameters, allowed):
+    """Arguments by value under the schema; an optional argument left out or given equals its schema default.
+    With `allowed`, each expected value is a list of acceptable values ("" there: the argument may be left out)."""
+    properties = (parameters or {}).get("properties") or {}
+    predicted = {key: value for key, value in predicted.items() if value is not None}
+    for key in set(predicted) | set(expected):
+        schema = properties.get(key) if isinstance(properties.get(key), dict) else {}
+        options = [] if key not in expected else expected[key] if allowed and isinstance(expected[key], list) \
+            else [expected[key]]
+        may_omit = allowed and "" in options
+        options = [option for option in options if not (allowed and option == "")]
+        default = [schema["default"]] if "default" in schema else []
+        if key not in predicted:
+            if not may_omit and not any(tool_values_equal(d, o, schema) for d in default for o in options):
+                return False
+        elif not any(tool_values_equal(predicted[key], option, schema) for option in options or default):
+            return False
+    return True
+
+
+def tool_call_equal(predicted, expected, tools, allowed):
+    if predicted["name"] != expected["name"] or predicted.get("arguments") is None:
+        return False
+    function = next((t["function"] for t in tools if t["function"]["name"] == expected["name"]), {})
+    parameters = function.get("parameters") or {}
+    arguments = dict(predicted["arguments"])
+    names = list((parameters.get("properties") or {}))
+    for index, value in enumerate(predicted.get("positional") or []):  # Python syntax: f("Berlin") by schema order
+        key = names[index] if index < len(names) else f"_{index}"
+        if key in arguments:
+            return False
+        arguments[key] = value
+    return tool_arguments_match(arguments, expected.get("arguments") or {}, parameters, allowed)
+
+
+def tool_calls_match(predicted, expected, tools, allowed):
+    """The same calls in any order: each expected call matched by its own predicted call, none left over."""
+    if len(predicted) != len(expected):
+        return False
+
+    def assign(index, used):
+        return index == len(expected) or any(
+            j not in used and tool_call_equal(call, expected[index], tools, allowed) and assign(index + 1, used | {j})
+            for j, call in enumerate(predicted))
+
+    return assign(0, frozenset())
+
+
+def reference_tool_calls(row):
+    """(expected calls, allowed): a row's expected_calls (allowed values per argument), else the record's calls."""
+    expected = row.get("expected_calls")
+    if isinstance(expected, str):
+        expected = json.loads(expected)
+    if expected is not None:
+        return [json_tool_call(call) for call in expected], True
+    if row.get("reference_calls") is not None:
+        return row["reference_calls"], False
+    return parse_tool_calls(row.get("reference", "")) or [], False
+
+
+def tool_call_verdict(predicted, expected, tools, allowed):
+    if predicted is None:
+        return "unparsable"
+    if tool_calls_match(predicted, expected, tools, allowed):
+        return "correct"
+    if not expected:
+        return "unexpected_call"
+    if len(predicted) < len(expected) and Counter(c["name"] for c in predicted) <= Counter(c["name"] for c in expected):
+        return "missing_call"
+    if sorted(c["name"] for c in predicted) != sorted(c["name"] for c in expected):
+        return "wrong_function"
+    return "wrong_arguments"
+
+
+def metric_tool_call_match(rows):
+    """Full-call accuracy (names and arguments of every call, in any order; "no call" when none is expected), overall
+    and per function, with the function-name accuracy, the unparsable share and why the rest missed."""
+    verdicts, per_function = Counter(), {}
+    names_right = 0
+    for row in rows:
+        expected, allowed = reference_tool_calls(row)
+        if any(call is None for call in expected):
+            fail(f"tool_call_match: a reference call of row {row.get('id', '?')} has no function name")
+        predicted = parse_tool_calls(row["prediction"])
+        verdict = tool_call_verdict(predicted, expected, row.get("tools") or [], allowed)
+        row["predicted_calls"], row["tool_call_verdict"] = predicted, verdict
+        verdicts[verdict] += 1
+        names_right += predicted is not None and sorted(c["name"] for c in predicted) == sorted(
+            c["name"] for c in expected)
+        for name in sorted({call["name"] for call in expected}) or ["no_call"]:
+            total = per_function.setdefault(name, [0, 0])
+            total[0] += 1
+            total[1] += verdict == "correct"
+    n = max(len(rows), 1)
+    scores = {"tool_call_accuracy": verdicts["correct"] / n, "tool_name_accuracy": names_right / n,
+              "unparsable_share": verdicts["unparsable"] / n}
+    for reason in ("wrong_function", "wrong_arguments", "missing_call", "unexpected_call", "unparsable"):
+        scores[f"{reason}_count"] = verdicts[reason]
+    for name, (count, hits) in sorted(per_function.items()):
+        scores[f"tool_call_accuracy/{name}"] = hits / count
+    return scores
+
+
 # SQL metrics (issue 6): exact match after normalisation and execution match on a synthetic SQLite database
 
 
@@ -587,6 +801,7 @@ METRICS = {
     "exact_match": metric_exact_match,
     "rouge": metric_rouge,
     "call_match": metric_call_match,
+    "tool_call_match": metric_tool_call_match,
     "sql_exact_match": metric_sql_exact_match,
     "sql_execution_match": metric_sql_execution_match,
     "execution_accuracy": metric_execution_accuracy,
@@ -893,21 +1108,198 @@ def load_records(name, config, split):
     return splits[chosen].to_list()
 
 
+# --- tool calling: the same block in sft.py and eval.py (tests/test_tools.py checks that the copies are identical) --
+
+# ShareGPT speakers -> chat roles; function_call turns are the assistant's calls, observation turns their results.
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "function_call": "assistant", "observation": "tool", "tool": "tool"}
+# Prepended to a chat template that cannot render tools (SmolLM2's, mistral, alpaca), and saved with the model so that
+# eval.py and any server render the same prompts: the tool schemas go into the system turn, each call becomes one JSON
+# object {"name": ..., "arguments": {...}} on its own line of the assistant turn, a tool result becomes a user turn
+# "Result: ...". The original template then renders that conversation; without tools nothing changes.
+TOOL_FALLBACK_TEMPLATE = r"""{%- if tools is defined and tools -%}
+{%- set _tool_ns = namespace(text="You can call these functions. To call them, answer with one JSON object per call, one per line: {\"name\": <function name>, \"arguments\": <arguments object>}. Functions:", messages=[]) -%}
+{%- for _tool in tools -%}
+{%- set _tool_ns.text = _tool_ns.text + "\n" + ((_tool.function if _tool.function is defined else _tool) | tojson) -%}
+{%- endfor -%}
+{%- if messages and messages[0].role == "system" -%}
+{%- set _tool_ns.messages = [{"role": "system", "content": messages[0].content + "\n\n" + _tool_ns.text}] -%}
+{%- else -%}
+{%- set _tool_ns.messages = [{"role": "system", "content": _tool_ns.text}] -%}
+{%- endif -%}
+{%- for _message in messages -%}
+{%- if _message.role == "system" and loop.first -%}
+{%- elif _message.role == "tool" -%}
+{%- set _tool_ns.messages = _tool_ns.messages + [{"role": "user", "content": "Result: " + (_message.content if _message.content is string else _message.content | tojson)}] -%}
+{%- elif _message.role == "assistant" and _message.tool_calls is defined and _message.tool_calls -%}
+{%- set _call_ns = namespace(lines=[_message.content] if _message.content else []) -%}
+{%- for _call in _message.tool_calls -%}
+{%- set _function = _call.function if _call.function is defined else _call -%}
+{%- set _call_ns.lines = _call_ns.lines + ["{\"name\": " + (_function.name | tojson) + ", \"arguments\": " + (_function.arguments if _function.arguments is string else _function.arguments | tojson) + "}"] -%}
+{%- endfor -%}
+{%- set _tool_ns.messages = _tool_ns.messages + [{"role": "assistant", "content": _call_ns.lines | join("\n")}] -%}
+{%- else -%}
+{%- set _tool_ns.messages = _tool_ns.messages + [_message] -%}
+{%- endif -%}
+{%- endfor -%}
+{%- set messages = _tool_ns.messages -%}
+{%- endif -%}
+"""
+
+
+def template_renders_tools(tokenizer):
+    """True when the chat template shows both the tool schemas and the calls (probed, not guessed from its text)."""
+    tools = [{"type": "function", "function": {"name": "probe_tool_q7", "description": "probe",
+                                               "parameters": {"type": "object", "properties": {}}}}]
+    messages = [{"role": "user", "content": "probe"}, {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "probe_call_q7", "arguments": {"probe_argument_q7": 1}}}]}]
+    try:
+        text = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False)
+    except Exception:  # jinja raises many kinds; any of them means "no tool support"
+        return False
+    return all(marker in text for marker in ("probe_tool_q7", "probe_call_q7", "probe_argument_q7"))
+
+
+def without_nulls(value):
+    """Drop the null fields Arrow adds when it merges differently shaped objects into one struct column."""
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value]
+    return value
+
+
+def parse_tools(value):
+    """A record's `tools` (a list, or its JSON string) -> [{"type": "function", "function": {name, description,
+    parameters}}]; plain schemas (ShareGPT/Glaive) are wrapped. Raises ValueError naming what is wrong."""
+    if value is None or value == "" or value == []:
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"tools is not valid JSON ({error.msg}); write it as a JSON list of function schemas")
+    else:
+        value = without_nulls(value)
+    if not isinstance(value, list):
+        raise ValueError(f"tools is a {type(value).__name__}; expected a list of function schemas")
+    tools, names = [], set()
+    for index, tool in enumerate(value):
+        function = tool.get("function", tool) if isinstance(tool, dict) else tool
+        if not isinstance(function, dict):
+            raise ValueError(f"tools[{index}] is a {type(function).__name__}; expected a function schema object "
+                             '{"name": ..., "description": ..., "parameters": {"type": "object", ...}}')
+        name = function.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"tools[{index}] has no function name")
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        if isinstance(parameters, str):
+            try:
+                parameters = json.loads(parameters)
+            except json.JSONDecodeError:
+                parameters = None
+        if (not isinstance(parameters, dict) or parameters.get("type", "object") != "object"
+                or not isinstance(parameters.get("properties", {}), dict)):
+            raise ValueError(f"tools[{index}] ({name}): parameters is not a JSON schema object; expected "
+                             '{"type": "object", "properties": {...}, "required": [...]}')
+        if name in names:
+            raise ValueError(f"tools[{index}]: the function {name} is listed twice")
+        names.add(name)
+        tools.append({"type": "function", "function": {"name": name, "description": function.get("description") or "",
+                                                       "parameters": parameters}})
+    return tools
+
+
+def parse_tool_call(call, where, tool_names):
+    """One call (OpenAI {"function": {"name", "arguments"}} or plain {"name", "arguments"}) -> OpenAI form with the
+    arguments as an object. Raises ValueError naming the call."""
+    function = call.get("function", call) if isinstance(call, dict) else None
+    if not isinstance(function, dict):
+        raise ValueError(f"{where} is not a call object; expected " + '{"type": "function", "function": '
+                         '{"name": ..., "arguments": "{...}"}}')
+    name = function.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{where} has no function name")
+    arguments = function.get("arguments")
+    if arguments is None or arguments == "":
+        arguments = {}
+    elif isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{where} ({name}): arguments are not valid JSON ({error.msg})")
+    else:
+        arguments = without_nulls(arguments)
+    if not isinstance(arguments, dict):
+        raise ValueError(f"{where} ({name}): arguments must be a JSON object of named values")
+    if name not in tool_names:
+        raise ValueError(f"{where} calls {name}, which is not in the record's tools "
+                         f"({', '.join(sorted(tool_names)) or 'none given'}); add its schema to tools or fix the name")
+    parsed = {"id": str(call["id"])} if isinstance(call, dict) and call.get("id") else {}
+    return {**parsed, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def sharegpt_calls(value, where):
+    """A ShareGPT function_call turn's value: one {"name", "arguments"} object or a list of them, as JSON."""
+    try:
+        calls = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: the function_call is not valid JSON ({error.msg})")
+    return calls if isinstance(calls, list) else [calls]
+
+
+def chat_messages(record):
+    """A `messages` or ShareGPT `conversations` record (with optional `tools`) -> (messages, tools) in OpenAI form.
+
+    Assistant calls keep `tool_calls` with arguments as objects (what chat templates expect); tool results are `tool`
+    turns. Raises ValueError naming the turn when a call or schema is malformed."""
+    tools = parse_tools(record.get("tools"))
+    names = {tool["function"]["name"] for tool in tools}
+    if record.get("messages") is not None:
+        turns = [(turn.get("role"), turn, f"messages[{index}]") for index, turn in enumerate(record["messages"])]
+    else:
+        turns = [(SHAREGPT_ROLES.get(turn.get("from"), turn.get("from")), turn, f"conversations[{index}]")
+                 for index, turn in enumerate(record["conversations"])]
+    messages = []
+    for role, turn, where in turns:
+        if "from" in turn:  # ShareGPT
+            content = turn.get("value")
+            if turn.get("from") == "function_call":
+                calls = [parse_tool_call(call, f"{where}[{n}]", names)
+                         for n, call in enumerate(sharegpt_calls(content, where))]
+                messages.append({"role": "assistant", "content": "", "tool_calls": calls})
+                continue
+        else:
+            content = turn.get("content")
+        if content is not None and not isinstance(content, str):
+            content = json.dumps(content, ensure_ascii=False)  # a tool result given as an object
+        message = {"role": role, "content": content or ""}
+        if role == "assistant" and turn.get("tool_calls"):
+            message["tool_calls"] = [parse_tool_call(call, f"{where}.tool_calls[{n}]", names)
+                                     for n, call in enumerate(turn["tool_calls"])]
+        elif role == "tool" and turn.get("tool_call_id"):
+            message["tool_call_id"] = str(turn["tool_call_id"])
+        messages.append(message)
+    if messages and messages[-1]["role"] == "tool":
+        raise ValueError("the conversation ends on a tool result; end it with the assistant's answer or drop that turn")
+    return messages, tools
+
+
+# --- end of the tool-calling block ---------------------------------------------------------------------------------
+
+
 def to_messages(record, source):
-    """One record as chat messages, whatever its format (the same formats sft.py trains on)."""
-    if "messages" in record:
-        return [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
-    if "conversations" in record:
-        roles = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
-        return [{"role": roles.get(t["from"], t["from"]), "content": t["value"]} for t in record["conversations"]]
+    """One record as (chat messages, tools), whatever its format (the same formats sft.py trains on)."""
+    if record.get("messages") is not None or record.get("conversations") is not None:
+        return chat_messages(record)
     if "prompt" in record and "completion" in record:
         prompt, completion = record["prompt"], record["completion"]
         prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         completion = [{"role": "assistant", "content": completion}] if isinstance(completion, str) else list(completion)
-        return prompt + completion
+        return prompt + completion, []
     if "instruction" in record and "output" in record:
         prompt = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
-        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": record["output"]}]
+        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": record["output"]}], []
     fail(f"{source}: unrecognized columns {sorted(record)}; expected messages | prompt+completion | "
          "instruction(+input)+output")
 
@@ -916,12 +1308,24 @@ def build_rows(records, tokenizer, source):
     """Split every record into the prompt the model sees (rendered with the saved template) and the reference."""
     rows = []
     for index, record in enumerate(records):
-        messages = to_messages(record, source)
+        try:
+            messages, tools = to_messages(record, source)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            fail(f"{source}: record {index}: {error}")
         if not messages or messages[-1]["role"] != "assistant":
             fail(f"{source}: record {index} does not end with an assistant answer to compare against")
-        prompt_text = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+        prompt_text = tokenizer.apply_chat_template(messages[:-1], tools=tools or None, tokenize=False,
+                                                    add_generation_prompt=True)
         row = {k: v for k, v in record.items() if k not in ("messages", "conversations")}
-        row.update(prompt=prompt_text, reference=messages[-1]["content"], prediction="")
+        answer = messages[-1]
+        reference = answer["content"]
+        if "messages" in record or "conversations" in record:
+            # the calls as tool_call_match compares them; as text, the JSON lines the fallback template trains on
+            calls = [{"name": call["function"]["name"], "arguments": call["function"]["arguments"]}
+                     for call in answer.get("tool_calls", [])]
+            reference = "\n".join(([reference] if reference else []) + [json.dumps(c, ensure_ascii=False) for c in calls])
+            row.update(tools=tools, reference_calls=calls)
+        row.update(prompt=prompt_text, reference=reference, prediction="")
         rows.append(row)
     return rows
 
@@ -1338,6 +1742,10 @@ def main(args):
         records = records[: args.max_samples]
     if not records:
         fail(f"--dataset {args.dataset}: no examples in split '{args.split}'")
+    if any(record.get("tools") for record in records) and not template_renders_tools(tokenizer):
+        tokenizer.chat_template = TOOL_FALLBACK_TEMPLATE + tokenizer.chat_template
+        logger.info("The chat template cannot render tools: prompts use the fallback of sft.py (schemas in the system "
+                    "turn, calls as JSON lines)")
     rows = build_rows(records, tokenizer, args.dataset)
     adapter = adapter_config(model_path)
     args.lora_rank = adapter.get("r", 16) if adapter else None

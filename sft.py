@@ -290,13 +290,32 @@ def harmonize_columns(records):
              for key, value in record.items()} for record in records]
 
 
+def tool_fields_as_json(records):
+    """Keep tool schemas, call arguments and object-valued contents as JSON strings (OpenAI's own form for arguments):
+    Arrow would merge differently shaped objects into one struct, adding null fields to every schema."""
+    for record in records:
+        if isinstance(record.get("tools"), (list, dict)):
+            record["tools"] = json.dumps(record["tools"], ensure_ascii=False)
+        messages = record.get("messages")
+        for message in messages if isinstance(messages, list) else []:
+            if not isinstance(message, dict):
+                continue
+            if not isinstance(message.get("content"), (str, type(None))):
+                message["content"] = json.dumps(message["content"], ensure_ascii=False)
+            for call in message.get("tool_calls") or []:
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict) and not isinstance(function.get("arguments"), (str, type(None))):
+                    function["arguments"] = json.dumps(function["arguments"], ensure_ascii=False)
+    return records
+
+
 def load_data_file(path):
     kind = DATA_EXTENSIONS.get(path.suffix)
     if kind is None:
         fail(f"{path}: unsupported file type; use .json, .jsonl, .csv or .parquet")
     try:
         if kind == "json":
-            return Dataset.from_list(harmonize_columns(read_json_records(path)))
+            return Dataset.from_list(harmonize_columns(tool_fields_as_json(read_json_records(path))))
         return load_dataset(kind, data_files=str(path), split="train")
     except (OSError, ValueError) as error:
         fail(f"{path}: could not read ({type(error).__name__}: {str(error).splitlines()[0]})")
@@ -352,14 +371,191 @@ def detect_format(columns, source):
     fail(f"{source}: unrecognized columns {sorted(columns)}; expected one of: {FORMATS_HELP}")
 
 
+# --- tool calling: the same block in sft.py and eval.py (tests/test_tools.py checks that the copies are identical) --
+
+# ShareGPT speakers -> chat roles; function_call turns are the assistant's calls, observation turns their results.
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "function_call": "assistant", "observation": "tool", "tool": "tool"}
+# Prepended to a chat template that cannot render tools (SmolLM2's, mistral, alpaca), and saved with the model so that
+# eval.py and any server render the same prompts: the tool schemas go into the system turn, each call becomes one JSON
+# object {"name": ..., "arguments": {...}} on its own line of the assistant turn, a tool result becomes a user turn
+# "Result: ...". The original template then renders that conversation; without tools nothing changes.
+TOOL_FALLBACK_TEMPLATE = r"""{%- if tools is defined and tools -%}
+{%- set _tool_ns = namespace(text="You can call these functions. To call them, answer with one JSON object per call, one per line: {\"name\": <function name>, \"arguments\": <arguments object>}. Functions:", messages=[]) -%}
+{%- for _tool in tools -%}
+{%- set _tool_ns.text = _tool_ns.text + "\n" + ((_tool.function if _tool.function is defined else _tool) | tojson) -%}
+{%- endfor -%}
+{%- if messages and messages[0].role == "system" -%}
+{%- set _tool_ns.messages = [{"role": "system", "content": messages[0].content + "\n\n" + _tool_ns.text}] -%}
+{%- else -%}
+{%- set _tool_ns.messages = [{"role": "system", "content": _tool_ns.text}] -%}
+{%- endif -%}
+{%- for _message in messages -%}
+{%- if _message.role == "system" and loop.first -%}
+{%- elif _message.role == "tool" -%}
+{%- set _tool_ns.messages = _tool_ns.messages + [{"role": "user", "content": "Result: " + (_message.content if _message.content is string else _message.content | tojson)}] -%}
+{%- elif _message.role == "assistant" and _message.tool_calls is defined and _message.tool_calls -%}
+{%- set _call_ns = namespace(lines=[_message.content] if _message.content else []) -%}
+{%- for _call in _message.tool_calls -%}
+{%- set _function = _call.function if _call.function is defined else _call -%}
+{%- set _call_ns.lines = _call_ns.lines + ["{\"name\": " + (_function.name | tojson) + ", \"arguments\": " + (_function.arguments if _function.arguments is string else _function.arguments | tojson) + "}"] -%}
+{%- endfor -%}
+{%- set _tool_ns.messages = _tool_ns.messages + [{"role": "assistant", "content": _call_ns.lines | join("\n")}] -%}
+{%- else -%}
+{%- set _tool_ns.messages = _tool_ns.messages + [_message] -%}
+{%- endif -%}
+{%- endfor -%}
+{%- set messages = _tool_ns.messages -%}
+{%- endif -%}
+"""
+
+
+def template_renders_tools(tokenizer):
+    """True when the chat template shows both the tool schemas and the calls (probed, not guessed from its text)."""
+    tools = [{"type": "function", "function": {"name": "probe_tool_q7", "description": "probe",
+                                               "parameters": {"type": "object", "properties": {}}}}]
+    messages = [{"role": "user", "content": "probe"}, {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "probe_call_q7", "arguments": {"probe_argument_q7": 1}}}]}]
+    try:
+        text = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False)
+    except Exception:  # jinja raises many kinds; any of them means "no tool support"
+        return False
+    return all(marker in text for marker in ("probe_tool_q7", "probe_call_q7", "probe_argument_q7"))
+
+
+def without_nulls(value):
+    """Drop the null fields Arrow adds when it merges differently shaped objects into one struct column."""
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value]
+    return value
+
+
+def parse_tools(value):
+    """A record's `tools` (a list, or its JSON string) -> [{"type": "function", "function": {name, description,
+    parameters}}]; plain schemas (ShareGPT/Glaive) are wrapped. Raises ValueError naming what is wrong."""
+    if value is None or value == "" or value == []:
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"tools is not valid JSON ({error.msg}); write it as a JSON list of function schemas")
+    else:
+        value = without_nulls(value)
+    if not isinstance(value, list):
+        raise ValueError(f"tools is a {type(value).__name__}; expected a list of function schemas")
+    tools, names = [], set()
+    for index, tool in enumerate(value):
+        function = tool.get("function", tool) if isinstance(tool, dict) else tool
+        if not isinstance(function, dict):
+            raise ValueError(f"tools[{index}] is a {type(function).__name__}; expected a function schema object "
+                             '{"name": ..., "description": ..., "parameters": {"type": "object", ...}}')
+        name = function.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"tools[{index}] has no function name")
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        if isinstance(parameters, str):
+            try:
+                parameters = json.loads(parameters)
+            except json.JSONDecodeError:
+                parameters = None
+        if (not isinstance(parameters, dict) or parameters.get("type", "object") != "object"
+                or not isinstance(parameters.get("properties", {}), dict)):
+            raise ValueError(f"tools[{index}] ({name}): parameters is not a JSON schema object; expected "
+                             '{"type": "object", "properties": {...}, "required": [...]}')
+        if name in names:
+            raise ValueError(f"tools[{index}]: the function {name} is listed twice")
+        names.add(name)
+        tools.append({"type": "function", "function": {"name": name, "description": function.get("description") or "",
+                                                       "parameters": parameters}})
+    return tools
+
+
+def parse_tool_call(call, where, tool_names):
+    """One call (OpenAI {"function": {"name", "arguments"}} or plain {"name", "arguments"}) -> OpenAI form with the
+    arguments as an object. Raises ValueError naming the call."""
+    function = call.get("function", call) if isinstance(call, dict) else None
+    if not isinstance(function, dict):
+        raise ValueError(f"{where} is not a call object; expected " + '{"type": "function", "function": '
+                         '{"name": ..., "arguments": "{...}"}}')
+    name = function.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{where} has no function name")
+    arguments = function.get("arguments")
+    if arguments is None or arguments == "":
+        arguments = {}
+    elif isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{where} ({name}): arguments are not valid JSON ({error.msg})")
+    else:
+        arguments = without_nulls(arguments)
+    if not isinstance(arguments, dict):
+        raise ValueError(f"{where} ({name}): arguments must be a JSON object of named values")
+    if name not in tool_names:
+        raise ValueError(f"{where} calls {name}, which is not in the record's tools "
+                         f"({', '.join(sorted(tool_names)) or 'none given'}); add its schema to tools or fix the name")
+    parsed = {"id": str(call["id"])} if isinstance(call, dict) and call.get("id") else {}
+    return {**parsed, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def sharegpt_calls(value, where):
+    """A ShareGPT function_call turn's value: one {"name", "arguments"} object or a list of them, as JSON."""
+    try:
+        calls = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: the function_call is not valid JSON ({error.msg})")
+    return calls if isinstance(calls, list) else [calls]
+
+
+def chat_messages(record):
+    """A `messages` or ShareGPT `conversations` record (with optional `tools`) -> (messages, tools) in OpenAI form.
+
+    Assistant calls keep `tool_calls` with arguments as objects (what chat templates expect); tool results are `tool`
+    turns. Raises ValueError naming the turn when a call or schema is malformed."""
+    tools = parse_tools(record.get("tools"))
+    names = {tool["function"]["name"] for tool in tools}
+    if record.get("messages") is not None:
+        turns = [(turn.get("role"), turn, f"messages[{index}]") for index, turn in enumerate(record["messages"])]
+    else:
+        turns = [(SHAREGPT_ROLES.get(turn.get("from"), turn.get("from")), turn, f"conversations[{index}]")
+                 for index, turn in enumerate(record["conversations"])]
+    messages = []
+    for role, turn, where in turns:
+        if "from" in turn:  # ShareGPT
+            content = turn.get("value")
+            if turn.get("from") == "function_call":
+                calls = [parse_tool_call(call, f"{where}[{n}]", names)
+                         for n, call in enumerate(sharegpt_calls(content, where))]
+                messages.append({"role": "assistant", "content": "", "tool_calls": calls})
+                continue
+        else:
+            content = turn.get("content")
+        if content is not None and not isinstance(content, str):
+            content = json.dumps(content, ensure_ascii=False)  # a tool result given as an object
+        message = {"role": role, "content": content or ""}
+        if role == "assistant" and turn.get("tool_calls"):
+            message["tool_calls"] = [parse_tool_call(call, f"{where}.tool_calls[{n}]", names)
+                                     for n, call in enumerate(turn["tool_calls"])]
+        elif role == "tool" and turn.get("tool_call_id"):
+            message["tool_call_id"] = str(turn["tool_call_id"])
+        messages.append(message)
+    if messages and messages[-1]["role"] == "tool":
+        raise ValueError("the conversation ends on a tool result; end it with the assistant's answer or drop that turn")
+    return messages, tools
+
+
+# --- end of the tool-calling block ---------------------------------------------------------------------------------
+
+
 def to_messages(example, data_format):
     """Normalize one example to (messages, trainable roles) or plain text; returns a dict with one of them."""
-    if data_format == "messages":
-        return {"messages": example["messages"]}
-    if data_format == "sharegpt":
-        roles = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
-        return {"messages": [{"role": roles.get(turn["from"], turn["from"]), "content": turn["value"]}
-                             for turn in example["conversations"]]}
+    if data_format in ("messages", "sharegpt"):
+        messages, tools = chat_messages(example)
+        return {"messages": messages, "tools": tools}
     if data_format == "prompt-completion":
         prompt, completion = example["prompt"], example["completion"]
         if isinstance(prompt, str):
@@ -385,15 +581,15 @@ def render_segments(tokenizer, example):
     if "text" in example and example.get("text") is not None:
         text = example["text"]
         return [(text if text.endswith(eos) else text + eos, True)]
-    messages = [{"role": m["role"], "content": m["content"]} for m in example["messages"]]
+    messages, tools = example["messages"], example.get("tools") or None
     if not any(m["role"] == "assistant" for m in messages):
         raise ValueError("no assistant turn")
     segments, done = [], ""
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = tokenizer.apply_chat_template(messages[:index], tokenize=False, add_generation_prompt=True)
-        after = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
+        before = tokenizer.apply_chat_template(messages[:index], tools=tools, tokenize=False, add_generation_prompt=True)
+        after = tokenizer.apply_chat_template(messages[: index + 1], tools=tools, tokenize=False)
         if not before.startswith(done) or not after.startswith(before):
             raise ValueError("the chat template does not render conversations incrementally")
         segments += [(before[len(done):], False), (after[len(before):], True)]
@@ -412,7 +608,7 @@ def tokenize_dataset(dataset, tokenizer, data_format, args, extra, num_proc=None
     def tokenize(example):
         try:
             segments = render_segments(tokenizer, to_messages(example, data_format))
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
             return {"input_ids": [], "completion_mask": [], "full_length": 0, "error": str(error)}
         ids = tokenizer([text for text, _ in segments], add_special_tokens=False)["input_ids"]
         input_ids, mask = [], []
@@ -527,6 +723,19 @@ def tokenize_seq2seq(dataset, tokenizer, data_format, args, extra, num_proc=None
     return tokenized.remove_columns(["error"]), stats
 
 
+def check_chat_records(raw, source):
+    """Fail on the first malformed tool call, schema or conversation, naming its split and record, before any model
+    loads (the chat template would otherwise fail on it with a traceback, or train on garbage)."""
+    for split, dataset in raw.items():
+        if detect_format(dataset.column_names, source) not in ("messages", "sharegpt"):
+            continue
+        for index, example in enumerate(dataset):
+            try:
+                chat_messages(example)
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                fail(f"{source} [{split}] record {index}: {error}")
+
+
 def prepare_splits(raw, script_args, training_args, extra):
     train_name = pick_split(raw, script_args.dataset_train_split)
     if train_name is None:
@@ -566,9 +775,22 @@ def export_splits(folder, splits, data_format):
         tmp = folder / f".{name}.jsonl.tmp"
         with open(tmp, "w") as f:
             for example in dataset:
-                f.write(json.dumps(to_messages(example, data_format), ensure_ascii=False) + "\n")
+                f.write(json.dumps(export_record(example, data_format), ensure_ascii=False) + "\n")
         os.replace(tmp, folder / f"{name}.jsonl")
         logger.info(f"{name}: {len(dataset)} examples ({data_format}) -> {folder / (name + '.jsonl')}")
+
+
+def export_record(example, data_format):
+    """{"messages": [...]}, plus "tools" when there are any, with call arguments as JSON strings as in OpenAI's
+    fine-tuning format (so the export trains exactly like its source)."""
+    record = to_messages(example, data_format)
+    if not record.get("tools"):
+        record.pop("tools", None)
+        return record
+    for message in record["messages"]:
+        for call in message.get("tool_calls", []):
+            call["function"]["arguments"] = json.dumps(call["function"]["arguments"], ensure_ascii=False)
+    return record
 
 
 def is_finished_model(folder):
@@ -888,9 +1110,17 @@ def main(script_args, training_args, model_args, extra):
         raw = load_raw_dataset(script_args.dataset_name, script_args.dataset_config)
         train_raw, eval_raw = prepare_splits(raw, script_args, training_args, extra)
         data_format = detect_format(train_raw.column_names, script_args.dataset_name)
+        check_chat_records(raw, script_args.dataset_name)
     if extra.export_data:
         export_splits(extra.export_data, dict(raw), data_format)
         return
+    if "tools" in train_raw.column_names and seq2seq:
+        fail(f"{script_args.dataset_name}: tool-calling data (a tools column) trains decoder-only models; "
+             f"{model_name} is an encoder-decoder model")
+    if "tools" in train_raw.column_names and not template_renders_tools(tokenizer):
+        tokenizer.chat_template = TOOL_FALLBACK_TEMPLATE + tokenizer.chat_template
+        logger.info("The chat template cannot render tools: using the fallback (schemas in the system turn, each call "
+                    "one JSON line), saved with the model")
     tokenize_dataset_ = tokenize_seq2seq if seq2seq else tokenize_dataset
     with state.main_process_first():
         train_dataset, train_stats = tokenize_dataset_(train_raw, tokenizer, data_format, training_args, extra,
