@@ -396,9 +396,7 @@ def metric_tool_call_match(rows):
     verdicts, per_function = Counter(), {}
     names_right = 0
     for row in rows:
-        expected, allowed = reference_tool_calls(row)
-        if any(call is None for call in expected):
-            fail(f"tool_call_match: a reference call of row {row.get('id', '?')} has no function name")
+        expected, allowed = reference_tool_calls(row)  # build_rows checked expected_calls
         predicted = parse_tool_calls(row["prediction"])
         verdict = tool_call_verdict(predicted, expected, row.get("tools") or [], allowed)
         row["predicted_calls"], row["tool_call_verdict"] = predicted, verdict
@@ -1314,6 +1312,14 @@ def build_rows(records, tokenizer, source):
             fail(f"{source}: record {index}: {error}")
         if not messages or messages[-1]["role"] != "assistant":
             fail(f"{source}: record {index} does not end with an assistant answer to compare against")
+        if record.get("expected_calls") is not None:
+            try:
+                expected = reference_tool_calls(record)[0]
+            except (ValueError, TypeError, AttributeError):
+                expected = [None]
+            if None in expected:
+                fail(f"{source}: record {index}: expected_calls must be a JSON list of "
+                     '{"name": ..., "arguments": {"argument": [allowed values]}}')
         prompt_text = tokenizer.apply_chat_template(messages[:-1], tools=tools or None, tokenize=False,
                                                     add_generation_prompt=True)
         row = {k: v for k, v in record.items() if k not in ("messages", "conversations")}

@@ -315,6 +315,14 @@ def test_tool_call_match_reads_python_references_without_rows_from_chat_records(
     assert ev.metric_tool_call_match([row])["tool_call_accuracy"] == 1.0
 
 
+@pytest.mark.parametrize("expected", ['[{"arguments": {}}]', '{"name": "f"', '"f"'])
+def test_malformed_expected_calls_fail_before_generation(tokenizer, expected):
+    record = {**OPENAI_RECORD, "expected_calls": expected}
+    with pytest.raises(SystemExit) as error:
+        ev.build_rows([record], tokenizer_with(tokenizer, "chat"), "test.jsonl")
+    assert str(error.value).startswith("error: test.jsonl: record 0: expected_calls must be a JSON list")
+
+
 def test_generated_example_data_is_committed_and_splits_by_function(root):
     splits = {name: [json.loads(line) for line in (root / "examples" / "tools" / f"{name}.jsonl").read_text().splitlines()]
               for name in ("train", "validation", "test", "test_unseen_functions")}
