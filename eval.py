@@ -1116,7 +1116,8 @@ SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "a
 # object {"name": ..., "arguments": {...}} on its own line of the assistant turn, a tool result becomes a user turn
 # "Result: ...". The original template then renders that conversation; without tools nothing changes.
 TOOL_FALLBACK_TEMPLATE = r"""{%- if tools is defined and tools -%}
-{%- set _tool_ns = namespace(text="You can call these functions. To call them, answer with one JSON object per call, one per line: {\"name\": <function name>, \"arguments\": <arguments object>}. Functions:", messages=[]) -%}
+{%- set _tool_ns = namespace(messages=[], text="You can call these functions. To call them, answer with one JSON "
+    ~ "object per call, one per line: {\"name\": <function name>, \"arguments\": <arguments object>}. Functions:") -%}
 {%- for _tool in tools -%}
 {%- set _tool_ns.text = _tool_ns.text + "\n" + ((_tool.function if _tool.function is defined else _tool) | tojson) -%}
 {%- endfor -%}
@@ -1128,12 +1129,14 @@ TOOL_FALLBACK_TEMPLATE = r"""{%- if tools is defined and tools -%}
 {%- for _message in messages -%}
 {%- if _message.role == "system" and loop.first -%}
 {%- elif _message.role == "tool" -%}
-{%- set _tool_ns.messages = _tool_ns.messages + [{"role": "user", "content": "Result: " + (_message.content if _message.content is string else _message.content | tojson)}] -%}
+{%- set _tool_ns.messages = _tool_ns.messages + [{"role": "user", "content": "Result: "
+    + (_message.content if _message.content is string else _message.content | tojson)}] -%}
 {%- elif _message.role == "assistant" and _message.tool_calls is defined and _message.tool_calls -%}
 {%- set _call_ns = namespace(lines=[_message.content] if _message.content else []) -%}
 {%- for _call in _message.tool_calls -%}
 {%- set _function = _call.function if _call.function is defined else _call -%}
-{%- set _call_ns.lines = _call_ns.lines + ["{\"name\": " + (_function.name | tojson) + ", \"arguments\": " + (_function.arguments if _function.arguments is string else _function.arguments | tojson) + "}"] -%}
+{%- set _call_ns.lines = _call_ns.lines + ["{\"name\": " + (_function.name | tojson) + ", \"arguments\": "
+    + (_function.arguments if _function.arguments is string else _function.arguments | tojson) + "}"] -%}
 {%- endfor -%}
 {%- set _tool_ns.messages = _tool_ns.messages + [{"role": "assistant", "content": _call_ns.lines | join("\n")}] -%}
 {%- else -%}
@@ -1329,7 +1332,8 @@ def build_rows(records, tokenizer, source):
             # the calls as tool_call_match compares them; as text, the JSON lines the fallback template trains on
             calls = [{"name": call["function"]["name"], "arguments": call["function"]["arguments"]}
                      for call in answer.get("tool_calls", [])]
-            reference = "\n".join(([reference] if reference else []) + [json.dumps(c, ensure_ascii=False) for c in calls])
+            lines = [json.dumps(call, ensure_ascii=False) for call in calls]
+            reference = "\n".join(([reference] if reference else []) + lines)
             row.update(tools=tools, reference_calls=calls)
         row.update(prompt=prompt_text, reference=reference, prediction="")
         rows.append(row)

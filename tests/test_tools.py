@@ -33,8 +33,10 @@ OPENAI_RECORD = {"messages": [
 OPENAI_WITH_RESULTS = {"messages": [
     {"role": "user", "content": "Prices of Apple and Oracle?"},
     {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "a", "type": "function", "function": {"name": "get_current_stock_price", "arguments": {"symbol": "AAPL"}}},
-        {"id": "b", "type": "function", "function": {"name": "get_current_stock_price", "arguments": "{\"symbol\": \"ORCL\"}"}}]},
+        {"id": "a", "type": "function",
+         "function": {"name": "get_current_stock_price", "arguments": {"symbol": "AAPL"}}},
+        {"id": "b", "type": "function",
+         "function": {"name": "get_current_stock_price", "arguments": "{\"symbol\": \"ORCL\"}"}}]},
     {"role": "tool", "tool_call_id": "a", "content": "{\"price\": 231.5}"},
     {"role": "tool", "tool_call_id": "b", "content": "{\"price\": 177.2}"},
     {"role": "assistant", "content": "Apple is at 231.5 and Oracle at 177.2."}],
@@ -42,7 +44,8 @@ OPENAI_WITH_RESULTS = {"messages": [
 # ShareGPT with function calls (Glaive style): tools as a JSON string of plain schemas.
 GLAIVE_RECORD = {"conversations": [
     {"from": "human", "value": "Find me a recipe with chicken and rice."},
-    {"from": "function_call", "value": "{\"name\": \"search_recipes\", \"arguments\": {\"ingredients\": [\"chicken\", \"rice\"]}}"},
+    {"from": "function_call",
+     "value": "{\"name\": \"search_recipes\", \"arguments\": {\"ingredients\": [\"chicken\", \"rice\"]}}"},
     {"from": "observation", "value": "{\"recipes\": [\"Chicken fried rice\"]}"},
     {"from": "gpt", "value": "Try chicken fried rice."}],
     "tools": json.dumps([{"name": "search_recipes", "description": "Search recipes by ingredients", "parameters": {
@@ -58,14 +61,26 @@ QWEN_STYLE_TEMPLATE = (
     "{%- if message.role == 'user' or (message.role == 'assistant' and not message.tool_calls) %}"
     "<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
     "{%- elif message.role == 'assistant' %}<|im_start|>assistant\n{% if message.content %}{{ message.content }}\n"
-    "{% endif %}{% for call in message.tool_calls %}{% set call = call.function if call.function is defined else call %}"
+    "{% endif %}{% for call in message.tool_calls %}"
+    "{% set call = call.function if call.function is defined else call %}"
     "<tool_call>\n{\"name\": \"{{ call.name }}\", \"arguments\": {{ call.arguments | tojson }}}\n</tool_call>"
     "{% endfor %}<|im_end|>\n"
     "{%- elif message.role == 'tool' %}<|im_start|>user\n<tool_response>\n{{ message.content }}\n</tool_response>"
     "<|im_end|>\n{%- endif %}{%- endfor %}{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
+TOKENIZERS = {}
+
+
 def tokenizer_with(tokenizer, template):
+    """The SmolLM2 tokenizer with `template` (the fallback added where it renders no tools), loaded once per template;
+    tests only read it."""
+    if template not in TOKENIZERS:
+        TOKENIZERS[template] = load_tokenizer_with(tokenizer, template)
+    return TOKENIZERS[template]
+
+
+def load_tokenizer_with(tokenizer, template):
     tokenizer = tokenizer.__class__.from_pretrained(tokenizer.name_or_path)
     if template == "qwen-style":
         tokenizer.chat_template = QWEN_STYLE_TEMPLATE
@@ -223,14 +238,16 @@ def test_bad_tool_record_on_the_command_line_has_no_traceback(tiny_model_dir, tm
 
 def test_eval_prompts_use_the_saved_template_and_reference_calls(tokenizer):
     tok = tokenizer_with(tokenizer, "chat")
-    no_call = {"messages": [{"role": "user", "content": "Thanks!"}, {"role": "assistant", "content": "You're welcome."}],
+    no_call = {"messages": [{"role": "user", "content": "Thanks!"},
+                            {"role": "assistant", "content": "You're welcome."}],
                "tools": STOCK_TOOLS}
     rows = ev.build_rows([OPENAI_RECORD, no_call, GLAIVE_RECORD], tok, "test")
     assert rows[0]["prompt"].endswith("How high did Oracle trade last month?<|im_end|>\n<|im_start|>assistant\n")
     assert '"name": "get_last_nday_stock_price"' in rows[0]["prompt"]  # the schemas, as in training
     assert rows[0]["reference_calls"] == [{"name": "get_last_nday_stock_price",
                                            "arguments": {"symbol": "ORCL", "period": "1mo"}}]
-    assert rows[0]["reference"] == CALL and rows[1]["reference_calls"] == [] and rows[1]["reference"] == "You're welcome."
+    assert rows[0]["reference"] == CALL
+    assert rows[1]["reference_calls"] == [] and rows[1]["reference"] == "You're welcome."
     assert "Result: {\"recipes\"" in rows[2]["prompt"] and rows[2]["reference"] == "Try chicken fried rice."
 
 
@@ -301,7 +318,8 @@ def test_tool_call_match_summary_counts_and_per_function_accuracy():
         ("{broken", TIMER), ("Fine.", []), ("stop()", [])]]
     scores = ev.metric_tool_call_match(rows)
     assert scores["tool_call_accuracy"] == pytest.approx(2 / 7) and scores["tool_name_accuracy"] == pytest.approx(3 / 7)
-    assert scores["tool_call_accuracy/set_timer"] == pytest.approx(1 / 5) and scores["tool_call_accuracy/no_call"] == 0.5
+    assert scores["tool_call_accuracy/set_timer"] == pytest.approx(1 / 5)
+    assert scores["tool_call_accuracy/no_call"] == 0.5
     assert (scores["wrong_arguments_count"], scores["wrong_function_count"], scores["missing_call_count"],
             scores["unexpected_call_count"], scores["unparsable_count"]) == (1, 1, 1, 1, 1)
     assert scores["unparsable_share"] == pytest.approx(1 / 7)
@@ -324,7 +342,8 @@ def test_malformed_expected_calls_fail_before_generation(tokenizer, expected):
 
 
 def test_generated_example_data_is_committed_and_splits_by_function(root):
-    splits = {name: [json.loads(line) for line in (root / "examples" / "tools" / f"{name}.jsonl").read_text().splitlines()]
+    folder = root / "examples" / "tools"
+    splits = {name: [json.loads(line) for line in (folder / f"{name}.jsonl").read_text().splitlines()]
               for name in ("train", "validation", "test", "test_unseen_functions")}
     called = {name: {c["function"]["name"] for r in records for c in r["messages"][-1].get("tool_calls", [])}
               for name, records in splits.items()}
