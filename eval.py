@@ -554,91 +554,85 @@ def metric_sql_execution_match(rows):
     return {"sql_execution_match": sum(r["sql_execution_match"] for r in rows) / n, "sql_error_rate": errors / n}
 
 
-# FinQA / ConvFinQA execution accuracy (issue 3). The sandbox repeats training_data.py's: scripts stand alone.
-
-# Modules the generated code gets refused: processes, sockets, native calls, file trees, the raw os layer.
-FINQA_BLOCKED_MODULES = (
-    "subprocess _posixsubprocess multiprocessing _multiprocessing socket _socket ssl _ssl select selectors asyncio "
-    "ctypes _ctypes shutil pty tty fcntl posix nt urllib urllib.request http http.client ftplib smtplib telnetlib "
-    "webbrowser gc _imp signal mmap resource sqlite3 _sqlite3 tempfile pathlib glob zipfile tarfile"
+# FinQA / ConvFinQA execution accuracy (issue 3). The sandbox is training_data.py's, which says why its layers are
+# enough; the scripts stand alone, so it is copied here.
+# copies of training_data.py:FINQA_SANDBOX_* — keep identical (tests/test_copies.py)
+FINQA_SANDBOX_MAX_CHARS = 20_000  # model outputs are cut at a few hundred tokens; teacher programs are under 2,000
+FINQA_SANDBOX_MODULES = ("math",)
+FINQA_SANDBOX_BUILTINS = (
+    "abs all any bool dict divmod enumerate filter float format int isinstance len list map max min pow print range "
+    "reversed round set sorted str sum tuple zip ArithmeticError Exception IndexError KeyError OverflowError "
+    "TypeError ValueError ZeroDivisionError"
 ).split()
-FINQA_BLOCKED_OS = (
-    "system popen fork forkpty vfork execv execve execvp execvpe execl execle execlp execlpe spawnv spawnve spawnvp "
-    "spawnvpe spawnl spawnle spawnlp spawnlpe posix_spawn posix_spawnp kill killpg remove unlink rmdir removedirs "
-    "rename renames replace mkdir makedirs mkfifo mknod link symlink chmod fchmod lchmod chown fchown lchown truncate "
-    "ftruncate write writev pwrite pwritev open openpty dup dup2 setsid setpgid setuid setgid putenv unsetenv chdir "
-    "fchdir chroot utime sendfile _exit abort register_at_fork pipe pipe2 memfd_create"
-).split()
-# The child applies its own limits before it reads the generated code, instead of a preexec_fn in the parent:
-# preexec_fn is unsafe when the parent runs threads (the teacher pool, torch in eval.py). As root it also moves into a
-# fresh network namespace (no interface but loopback) and drops to nobody, so file and network access fail at the
-# kernel, not only at the Python-level guards below (which a determined program could get around).
+FINQA_SANDBOX_ATTRIBUTES = {name for name in dir(math) if not name.startswith("_")} | set(
+    "append extend insert pop index count get keys values items sort reverse copy update is_integer real imag "
+    "conjugate strip lstrip rstrip replace split lower upper join startswith endswith".split()
+)
+FINQA_SANDBOX_DENIED_NAMES = set(
+    "eval exec compile open input breakpoint help getattr setattr delattr hasattr globals locals vars dir type object "
+    "super memoryview classmethod staticmethod property exit quit copyright credits license id".split()
+)
+FINQA_SANDBOX_NODES = tuple(getattr(ast, name) for name in (
+    "Module Expr Assign AugAssign AnnAssign Delete Pass Break Continue If For While Try ExceptHandler Raise Assert "
+    "FunctionDef Lambda arguments arg Return Import ImportFrom alias Name Load Store Del Constant BinOp UnaryOp BoolOp "
+    "Compare IfExp NamedExpr Call keyword Starred Attribute Subscript Slice List Tuple Dict Set ListComp SetComp "
+    "DictComp GeneratorExp comprehension JoinedStr FormattedValue operator unaryop cmpop boolop"
+).split())
+FINQA_SANDBOX_KERNEL_ISOLATION = True  # tests turn it off: layers 1 and 2 must hold alone (as on kernels without it)
+FINQA_SANDBOX_SEEN = set()
 FINQA_SANDBOX_BOOTSTRAP = r'''
-import builtins, io, json, math, numbers, os, resource, sys, types
-import datetime, decimal, fractions, statistics
+import builtins, ctypes, io, json, math, numbers, os, resource, sys
 request = json.loads(sys.stdin.read())
 result_fd = os.dup(1)
 null_fd = os.open(os.devnull, os.O_RDWR)
 for fd in (0, 1, 2):
     os.dup2(null_fd, fd)
+os.close(null_fd)
 real_write, real_exit, dumps = os.write, os._exit, json.dumps
+isolation = []
 
 def send(payload):
-    data = dumps(payload).encode()
+    data = dumps(dict(payload, isolation=", ".join(isolation))).encode()
     while data:
         data = data[real_write(result_fd, data):]
     real_exit(0)
 
-if os.geteuid() == 0:
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).unshare(0x40000000)
-    except Exception:
-        pass
-    try:
-        os.setgroups([])
-        os.setgid(65534)
-        os.setuid(65534)
-    except OSError:
-        pass
-limit_bytes = int(request["memory_mb"]) * 1024 * 1024
-resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
-resource.setrlimit(resource.RLIMIT_CPU, (int(request["cpu_s"]), int(request["cpu_s"]) + 1))
-resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+def isolate():
+    libc = ctypes.CDLL(None, use_errno=True)
+    if os.geteuid() == 0:
+        if libc.unshare(0x40000000) == 0:  # CLONE_NEWNET
+            isolation.append("network namespace")
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            isolation.append("user nobody")
+        except OSError:
+            pass
+    elif libc.unshare(0x10000000 | 0x40000000) == 0:  # CLONE_NEWUSER | CLONE_NEWNET
+        isolation.append("user+network namespace")
+    abi = libc.syscall(444, None, 0, 1)  # landlock_create_ruleset(NULL, 0, VERSION): the ABI, or -1 without Landlock
+    if abi < 1 or libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS, which Landlock requires
+        return
+    fs = ((1 << 13) - 1) & ~(4 | 8)  # every access of ABI 1 except READ_FILE and READ_DIR
+    fs |= (1 << 13 if abi >= 2 else 0) | (1 << 14 if abi >= 3 else 0)  # REFER, TRUNCATE
+    net, scoped = (3 if abi >= 4 else 0), (3 if abi >= 6 else 0)  # TCP bind+connect; abstract unix sockets+signals
+    attr = (ctypes.c_uint64 * 3)(fs, net, scoped)
+    ruleset = libc.syscall(444, ctypes.byref(attr), 24 if abi >= 6 else 16 if abi >= 4 else 8, 0)
+    if ruleset >= 0 and libc.syscall(446, ruleset, 0) == 0:  # landlock_restrict_self with no rule: all handled denied
+        isolation.append(f"landlock ABI {abi}")
 
-def blocked(*args, **kwargs):
-    raise PermissionError("blocked in the sandbox")
+if request["kernel_isolation"]:
+    isolate()
+limits = [("RLIMIT_AS", int(request["memory_mb"]) << 20), ("RLIMIT_CPU", int(request["cpu_s"])),
+          ("RLIMIT_FSIZE", 0), ("RLIMIT_NPROC", 0), ("RLIMIT_CORE", 0), ("RLIMIT_NOFILE", result_fd + 1)]
+for name, value in limits:
+    resource.setrlimit(getattr(resource, name), (value, value + (name == "RLIMIT_CPU")))
 
-real_open, real_file_io = builtins.open, io.FileIO
-
-def guarded_open(file, mode="r", *args, **kwargs):
-    if not isinstance(file, (str, bytes)) or any(flag in mode for flag in "wax+"):
-        raise PermissionError("writing files is blocked in the sandbox")
-    return real_open(file, mode, *args, **kwargs)
-
-def guarded_file_io(file, mode="r", *args, **kwargs):
-    if not isinstance(file, (str, bytes)) or any(flag in mode for flag in "wax+"):
-        raise PermissionError("writing files is blocked in the sandbox")
-    return real_file_io(file, mode, *args, **kwargs)
-
-builtins.open = io.open = guarded_open
-io.FileIO = guarded_file_io
-for module in (os, sys.modules.get("posix")):
-    for name in request["blocked_os"]:
-        if module is not None and hasattr(module, name):
-            setattr(module, name, blocked)
-
-def refuse(name):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    raise PermissionError("this module is blocked in the sandbox")
-
-for name in request["blocked_modules"]:
-    stub = types.ModuleType(name)
-    stub.__getattr__ = refuse
-    sys.modules[name] = stub
+def safe_import(name, globals=None, locals=None, fromlist=(), level=0):
+    if name in request["modules"] and level == 0:
+        return sys.modules[name]
+    raise ImportError("only " + ", ".join(request["modules"]) + " may be imported")
 
 class Captured(io.StringIO):
     def write(self, text):
@@ -647,16 +641,18 @@ class Captured(io.StringIO):
         return len(text)
 
 captured = sys.stdout = sys.stderr = Captured()
-namespace = {"__name__": "__main__", "__builtins__": builtins}
+safe_builtins = {name: getattr(builtins, name) for name in request["builtins"]}
+safe_builtins["__import__"] = safe_import
+namespace = {"__name__": "__main__", "__builtins__": safe_builtins}
 try:
     program = compile(request["code"], "<generated>", "exec")
-except (SyntaxError, ValueError) as error:
+except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
     send({"status": "syntax_error", "message": str(error)[:300]})
 try:
     exec(program, namespace)
 except MemoryError:
     send({"status": "memory", "message": "MemoryError"})
-except PermissionError as error:
+except (ImportError, PermissionError) as error:
     send({"status": "blocked", "message": str(error)[:300]})
 except RecursionError:
     send({"status": "runtime_error", "message": "RecursionError"})
@@ -666,9 +662,9 @@ if "ans" not in namespace:
     send({"status": "no_ans", "message": "the code never sets ans"})
 answer = namespace["ans"]
 try:
-    if isinstance(answer, bool) or type(answer).__name__ == "bool_":
+    if isinstance(answer, bool):
         answer = bool(answer)
-    elif isinstance(answer, numbers.Real) or hasattr(answer, "__float__"):
+    elif isinstance(answer, numbers.Real):
         answer = float(answer)
         if not math.isfinite(answer):
             answer = repr(answer)
@@ -680,17 +676,48 @@ send({"status": "ok", "answer": answer, "stdout": io.StringIO.getvalue(captured)
 '''
 
 
-def finqa_run_code(code, timeout=5.0, memory_mb=512):
-    """Run untrusted code in a fresh, isolated Python process; return (answer, status, message).
+# copy of training_data.py:finqa_check_code — keep identical (tests/test_copies.py)
+def finqa_check_code(code):
+    """None when the program passes the allow-list above, else (status, why): too_long, syntax_error or blocked."""
+    if len(code) > FINQA_SANDBOX_MAX_CHARS:
+        return "too_long", f"{len(code)} characters, more than the {FINQA_SANDBOX_MAX_CHARS} a FinQA program needs"
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+        return "syntax_error", f"{type(error).__name__}: {error}"[:300]
+    for node in ast.walk(tree):
+        where = f"line {getattr(node, 'lineno', 1)}"
+        if not isinstance(node, FINQA_SANDBOX_NODES):
+            return "blocked", f"{where}: {type(node).__name__} is not allowed in a FinQA program"
+        for field in ("id", "name", "arg", "attr", "asname", "module"):
+            value = getattr(node, field, None)
+            if isinstance(value, str) and (value.startswith("_") or value in FINQA_SANDBOX_DENIED_NAMES):
+                return "blocked", f"{where}: {value!r} is not allowed in a FinQA program"
+        if isinstance(node, ast.Attribute) and node.attr not in FINQA_SANDBOX_ATTRIBUTES:
+            return "blocked", f"{where}: attribute {node.attr!r} is not allowed in a FinQA program"
+        if isinstance(node, ast.Import) and any(alias.name not in FINQA_SANDBOX_MODULES for alias in node.names):
+            return "blocked", f"{where}: only {', '.join(FINQA_SANDBOX_MODULES)} may be imported"
+        if isinstance(node, ast.ImportFrom) and (node.module not in FINQA_SANDBOX_MODULES or node.level):
+            return "blocked", f"{where}: only {', '.join(FINQA_SANDBOX_MODULES)} may be imported"
+    return None
 
-    status is "ok" (answer is a float, bool or str) or a drop reason: timeout, memory, blocked, syntax_error,
-    runtime_error, no_ans, crashed."""
+
+# copy of training_data.py:finqa_run_code — keep identical (tests/test_copies.py)
+def finqa_run_code(code, timeout=5.0, memory_mb=512):
+    """Check untrusted code against the allow-list, then run it in a fresh, limited process; (answer, status, message).
+
+    status is "ok" (answer is a float, bool or str) or a drop reason: too_long, syntax_error, blocked, timeout,
+    memory, runtime_error, no_ans, crashed."""
+    problem = finqa_check_code(code)
+    if problem:
+        return None, problem[0], problem[1]
     request = {
         "code": code,
         "memory_mb": memory_mb,
         "cpu_s": max(1, math.ceil(timeout)),
-        "blocked_os": FINQA_BLOCKED_OS,
-        "blocked_modules": FINQA_BLOCKED_MODULES,
+        "modules": FINQA_SANDBOX_MODULES,
+        "builtins": FINQA_SANDBOX_BUILTINS,
+        "kernel_isolation": FINQA_SANDBOX_KERNEL_ISOLATION,
     }
     with tempfile.TemporaryDirectory(prefix="finqa_sandbox_") as workdir:
         process = subprocess.Popen(
@@ -722,11 +749,15 @@ def finqa_run_code(code, timeout=5.0, memory_mb=512):
         if code_signal == signal.SIGXFSZ:
             return None, "blocked", "tried to write a file"
         return None, "crashed", f"exit status {process.returncode} without an answer"
+    if payload.get("isolation") not in FINQA_SANDBOX_SEEN:
+        FINQA_SANDBOX_SEEN.add(payload.get("isolation"))
+        logger.info("FinQA sandbox: allow-list, limits, kernel isolation: %s", payload.get("isolation") or "none")
     if payload.get("status") == "ok":
         return payload.get("answer"), "ok", payload.get("stdout", "")
     return None, payload.get("status", "crashed"), payload.get("message", "")
 
 
+# copy of training_data.py:finqa_answers_match — keep identical (tests/test_copies.py)
 def finqa_answers_match(predicted, gold, rel_tol=1e-3, abs_tol=1e-4):
     """FinQA's conventions: yes/no for comparisons, 25% == 0.25, small rounding differences allowed."""
     if isinstance(gold, str) and gold.strip().lower() in ("yes", "no"):
@@ -754,6 +785,7 @@ def finqa_answers_match(predicted, gold, rel_tol=1e-3, abs_tol=1e-4):
     return False
 
 
+# copy of training_data.py:finqa_extract_code — keep identical (tests/test_copies.py)
 def finqa_extract_code(text):
     blocks = re.findall(r"```(?:python|py)?[ \t]*\n(.*?)```", str(text or ""), flags=re.DOTALL)
     code = blocks[0] if blocks else str(text or "")

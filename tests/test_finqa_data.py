@@ -5,7 +5,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from argparse import Namespace
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -118,36 +117,6 @@ def test_translation_reproduces_exe_ans_on_real_dev_records():
         # exe_ans is rounded to 5 decimals; the translation must match it to those 5 decimals
         reproduced += gold == ("yes" if answer else "no") if isinstance(gold, str) else round(answer, 5) == gold
     assert reproduced == len(records)
-
-
-@pytest.mark.parametrize(
-    "code, reason",
-    [
-        ("while True:\n    pass\n", "timeout"),
-        ("block = bytearray(10 ** 11)\nans = 1\n", "memory"),
-        ("items = [0] * (10 ** 10)\nans = 1\n", "memory"),
-        ("open('notes.txt', 'w').write('x')\nans = 1\n", "blocked"),
-        ("with open('/tmp/finqa_sandbox_escape', 'a') as f:\n    f.write('x')\nans = 1\n", "blocked"),
-        ("import socket\nsocket.socket().connect(('127.0.0.1', 9))\nans = 1\n", "blocked"),
-        ("from socket import create_connection\ncreate_connection(('example.com', 80))\nans = 1\n", "blocked"),
-        ("import os\nos.system('echo hi > /tmp/finqa_sandbox_escape')\nans = 1\n", "blocked"),
-        ("import os\nwhile True:\n    os.fork()\n", "blocked"),
-        ("import subprocess\nsubprocess.run(['true'])\nans = 1\n", "blocked"),
-        ("import os\nos.remove('/etc/hostname')\nans = 1\n", "blocked"),
-        ("import os\nos._exit(0)\n", "blocked"),
-        ("ans = (1 +\n", "syntax_error"),
-        ("total = 1\n", "no_ans"),
-        ("ans = 1 / 0\n", "runtime_error"),
-        ("import sys\nsys.exit(0)\n", "runtime_error"),
-        ("def f():\n    return f()\nans = f()\n", "runtime_error"),
-    ],
-)
-def test_sandbox_refuses_hostile_code(code, reason):
-    started = time.monotonic()
-    answer, status, _ = td.finqa_run_code(code, timeout=1.0, memory_mb=256)
-    assert (answer, status) == (None, reason)
-    assert time.monotonic() - started < 5
-    assert not Path("/tmp/finqa_sandbox_escape").exists()
 
 
 def test_sandbox_returns_answers_and_output():

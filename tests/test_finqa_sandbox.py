@@ -1,0 +1,247 @@
+"""The FinQA sandbox against hostile programs: eval.py's execution accuracy and training_data.py's cleaning.
+
+Every hostile program would set ans = 1 (the gold answer) if it got out. None may score, reach a listener on
+127.0.0.1 or touch a world-writable folder, both with the kernel isolation and without it (the layers any user has on
+any kernel), and as an unprivileged user (run through setpriv when the tests run as root)."""
+
+import inspect
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from argparse import Namespace
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, load_script
+
+ev = load_script("eval")
+td = load_script("training_data")
+
+# {port} is the test's listener, {folder} a world-writable folder holding the file "victim".
+HOSTILE = {
+    "ctypes_reimport": "import sys\nsys.modules.pop('ctypes')\nimport ctypes\nctypes.CDLL(None).getpid()\nans = 1\n",
+    "posix_truncate": "import sys\nsys.modules.pop('posix')\nimport posix\n"
+                      "posix.open('{folder}/victim', posix.O_CREAT | posix.O_TRUNC | posix.O_WRONLY)\nans = 1\n",
+    "os_open_create": "import os\nos.open('{folder}/created', os.O_CREAT | os.O_WRONLY)\nans = 1\n",
+    "socket_reimport": "import sys\nsys.modules.pop('socket')\nimport socket\n"
+                       "socket.create_connection(('127.0.0.1', {port}))\nans = 1\n",
+    "socket_from": "from socket import create_connection\ncreate_connection(('127.0.0.1', {port}))\nans = 1\n",
+    "dunder_import": "s = __import__('socket')\ns.create_connection(('127.0.0.1', {port}))\nans = 1\n",
+    "subclasses_walk": "g = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0]"
+                       ".__init__.__globals__\ng['open']('{folder}/created', 65)\nans = 1\n",
+    "generator_frame": "f = (x for x in [1]).gi_frame.f_back.f_globals\nf['os'].system('touch {folder}/created')\n"
+                       "ans = 1\n",
+    "format_field": "ans = len('{{0.__class__.__base__}}'.format(1)) > 0\n",
+    "eval_builtin": "ans = eval(\"__import__('os').system('touch {folder}/created') + 1\")\n",
+    "open_write": "open('{folder}/victim', 'w').write('')\nans = 1\n",
+    "builtins_dict": "__builtins__['__import__']('os').remove('{folder}/victim')\nans = 1\n",
+    "getattr_walk": "ans = getattr(getattr(1, '__class__'), '__name__') == 'int'\n",
+    "class_getattr": "class A:\n    def __getattr__(self, name):\n        return 1\nans = A().x\n",
+    "global_stmt": "def f():\n    global ans\n    ans = 1\nf()\n",
+    "fork_bomb": "import os\nwhile True:\n    os.fork()\n",
+    "subprocess": "import subprocess\nsubprocess.run(['touch', '{folder}/created'])\nans = 1\n",
+    "memory_bomb": "block = [0] * (10 ** 10)\nans = 1\n",
+    "string_bomb": "block = 'x' * (10 ** 11)\nans = 1\n",
+    "infinite_loop": "while True:\n    pass\nans = 1\n",
+    "huge_power": "ans = 10 ** 10 ** 10 // 10 ** 10 ** 10\n",
+    "recursion": "def f(n):\n    return f(n + 1)\nans = f(0)\n",
+    "too_long": "x = 1\n" * 5000 + "ans = 1\n",
+}
+LEGIT = {
+    "translated": "revenue_2019 = 1250\nrevenue_2018 = 1000\ndifference = revenue_2019 - revenue_2018\n"
+                  "ans = difference / revenue_2018\n",
+    "teacher_style": "import math\nfrom math import sqrt\nvalues = [1.0, 2.0, 3.0]\ntotal = sum(values)\n"
+                     "try:\n    ratio = total / len(values)\nexcept ZeroDivisionError:\n    ratio = 0\n"
+                     "print(f'{{ratio:.2f}}')\nans = round(math.floor(ratio) * sqrt(1), 2)\n",
+}
+
+
+@pytest.fixture
+def listener():
+    """A TCP listener on 127.0.0.1 that records every connection it accepts."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    accepted, stop = [], threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[1])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    stop.set()
+    thread.join()
+    server.close()
+
+
+@pytest.fixture
+def open_folder():
+    """A world-writable folder with a world-writable file in it, where nobody can reach it (tmp_path is private)."""
+    folder = Path(tempfile.mkdtemp(prefix="finqa_world_"))
+    folder.chmod(0o1777)
+    (folder / "victim").write_text("keep me")
+    (folder / "victim").chmod(0o666)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def assert_untouched(accepted, folder):
+    assert accepted == [], "a sandboxed program connected to the listener"
+    assert sorted(path.name for path in folder.iterdir()) == ["victim"]
+    assert (folder / "victim").read_text() == "keep me"
+
+
+def programs(corpus, port, folder):
+    return {name: code.format(port=port, folder=folder) for name, code in corpus.items()}
+
+
+@pytest.fixture(params=[True, False], ids=["kernel_isolation", "no_kernel_isolation"])
+def isolation(request, monkeypatch):
+    # Off: only the allow-list and the process limits, as for an ordinary user on a kernel without user namespaces
+    # or Landlock (and without the root-only network namespace and drop to nobody).
+    for module in (ev, td):
+        monkeypatch.setattr(module, "FINQA_SANDBOX_KERNEL_ISOLATION", request.param)
+    return request.param
+
+
+def test_hostile_programs_never_score_in_eval(isolation, listener, open_folder, monkeypatch):
+    port, accepted = listener
+    monkeypatch.setattr(ev, "FINQA_EXECUTION_TIMEOUT", 1.0)
+    corpus = programs({**HOSTILE, **LEGIT}, port, open_folder)
+    rows = [{"prediction": f"```python\n{code}```", "gold_answer": 1.0} for code in corpus.values()]
+    rows[-2]["gold_answer"], rows[-1]["gold_answer"] = 0.25, 2.0
+    ev.metric_execution_accuracy(rows)
+    verdicts = dict(zip(corpus, (row["verdict"] for row in rows)))
+    assert verdicts.pop("translated") == verdicts.pop("teacher_style") == "correct"
+    assert {name: verdict for name, verdict in verdicts.items() if verdict == "correct"} == {}
+    assert verdicts["infinite_loop"] == "timeout" and verdicts["huge_power"] in ("timeout", "memory")
+    assert verdicts["memory_bomb"] == verdicts["string_bomb"] == "memory"
+    assert verdicts["recursion"] == "runtime_error" and verdicts["too_long"] == "too_long"
+    assert all(verdict == "blocked" for name, verdict in verdicts.items() if name not in (
+        "infinite_loop", "huge_power", "memory_bomb", "string_bomb", "recursion", "too_long"))
+    assert_untouched(accepted, open_folder)
+
+
+def test_hostile_programs_never_become_training_data(isolation, listener, open_folder):
+    port, accepted = listener
+    corpus = programs(HOSTILE, port, open_folder)
+    examples = [{"id": name, "where": name, "gold_answer": 1.0} for name in corpus]
+    args = Namespace(sandbox_timeout=1.0, sandbox_memory_mb=256, sandbox_workers=2)
+    drops = Counter()
+    assert td.finqa_clean(examples, corpus, args, drops) == []
+    assert sum(drops.values()) == len(corpus) and drops["wrong_answer"] == 0
+    assert_untouched(accepted, open_folder)
+
+
+@pytest.mark.parametrize(
+    "code, reason",
+    [
+        ("ans = (1 +\n", "syntax_error"),
+        ("total = 1\n", "no_ans"),
+        ("ans = 1 / 0\n", "runtime_error"),
+        ("ans = revenue * 2\n", "runtime_error"),  # a name the program never set
+        ("import numpy\nans = 1\n", "blocked"),
+        ("import sys\nsys.exit(0)\n", "blocked"),
+        ("ans = 'x' * 10 ** 10\n", "memory"),
+    ],
+)
+def test_sandbox_verdicts(code, reason):
+    assert td.finqa_run_code(code, timeout=2.0, memory_mb=256)[:2] == (None, reason)
+
+
+@pytest.mark.parametrize("name, code", list(LEGIT.items()))
+def test_checker_accepts_arithmetic(name, code):
+    assert td.finqa_check_code(code.format()) is None
+
+
+def test_checker_accepts_every_translated_example_program():
+    checked = 0
+    for split in ("train", "dev", "test"):
+        for index, record in enumerate(json.loads((ROOT / "examples" / "finqa" / f"{split}.json").read_text())):
+            for example in td.finqa_examples_from_finqa(record, f"{split} {index}"):
+                code = td.finqa_translate(example["program"], example["document"])
+                assert td.finqa_check_code(code) is None, code
+                checked += 1
+    assert checked >= 100
+
+
+# Gets os through a __subclasses__ walk, frees a descriptor (so the open-files limit does not stop it), then tries
+# to create a file, connect to the listener and fork. Only the kernel layers are left to stop it.
+BYPASS = """
+g = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0].__init__.__globals__
+out = []
+g['close'](0)
+for attempt in (lambda: g['open']('{folder}/created', 0o101, 0o666),
+                lambda: g['__builtins__']['__import__']('socket').create_connection(('127.0.0.1', {port}), 1),
+                lambda: g['fork']()):
+    try:
+        out.append(str(attempt()))
+    except Exception as error:
+        out.append(error.__class__.__name__)
+ans = ' '.join(out)
+"""
+
+
+def run_bypass(module, port, folder):
+    """Run BYPASS with the allow-list switched off; return (answer, status, kernel isolation that held)."""
+    module.FINQA_SANDBOX_SEEN.clear()
+    check = module.finqa_check_code
+    module.finqa_check_code = lambda code: None
+    try:
+        answer, status, _ = module.finqa_run_code(BYPASS.format(port=port, folder=folder), timeout=2.0, memory_mb=256)
+    finally:
+        module.finqa_check_code = check
+    return answer, status, ", ".join(module.FINQA_SANDBOX_SEEN)
+
+
+def test_kernel_layers_hold_without_the_allow_list(listener, open_folder):
+    port, accepted = listener
+    answer, status, held = run_bypass(td, port, open_folder)
+    if "landlock" not in held:
+        pytest.skip(f"this kernel gives no Landlock (held: {held or 'nothing'})")
+    assert status == "ok", answer  # the walk itself works: the allow-list is what stops it in real runs
+    assert_untouched(accepted, open_folder)
+
+
+UNPRIVILEGED = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("training_data", sys.argv[1])
+td = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(td)
+BYPASS = sys.argv[2]
+exec(sys.argv[3])
+print(json.dumps(run_bypass(td, int(sys.argv[4]), sys.argv[5])))
+"""
+
+
+def test_unprivileged_user_gets_kernel_isolation(listener, open_folder):
+    # The real non-root path: the same sandbox started by nobody, where root's network namespace and drop to nobody
+    # do not apply.
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not python:
+        pytest.skip("needs root, setpriv and a system python3 to start the sandbox as nobody")
+    port, accepted = listener
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-I", "-c", UNPRIVILEGED,
+         str(ROOT / "training_data.py"), BYPASS, inspect.getsource(run_bypass), str(port), str(open_folder)],
+        capture_output=True, text=True, timeout=60, cwd="/",
+    )
+    if result.returncode != 0:
+        pytest.skip(f"nobody cannot run the scripts here: {result.stderr.strip().splitlines()[-1:]}")
+    answer, status, held = json.loads(result.stdout)
+    if not held:
+        pytest.skip("this kernel gives an ordinary user neither user namespaces nor Landlock")
+    assert status == "ok", answer
+    assert "user+network namespace" in held or "landlock" in held
+    assert_untouched(accepted, open_folder)
