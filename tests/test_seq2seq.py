@@ -316,7 +316,7 @@ def test_eval_generates_scores_and_compares_the_adapter_with_its_base(lora_run, 
 
 
 def test_batched_generation_matches_one_at_a_time_and_stops_at_eos(full_run, data_dir):
-    tokenizer = ev.load_tokenizer(str(full_run), seq2seq=True)
+    tokenizer = ev.load_chat_tokenizer(str(full_run), seq2seq=True)
     rows = ev.build_rows(ev.load_records(str(data_dir / "test.json"), None, "test"), tokenizer, "test")
     model, _ = ev.load_model(str(full_run), "float32")
     prompts = [row["prompt"] for row in rows]
