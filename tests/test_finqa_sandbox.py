@@ -165,6 +165,22 @@ def test_checker_accepts_arithmetic(name, code):
     assert td.finqa_check_code(code.format()) is None
 
 
+@pytest.mark.parametrize(
+    "code, allowed",
+    [
+        ("ans = 0.25\nprint('{:.2%}'.format(ans))\n", True),
+        ("ans = '{x:>{width}} {0}'.format(1, x=2, width=5)\n", True),
+        ("ans = '{0.real}'.format(1)\n", False),  # field attribute access: the route to __class__ and __globals__
+        ("ans = '{0[0]}'.format([1])\n", False),
+        ("ans = '{:{0.real}}'.format(1)\n", False),  # nested in the format spec
+        ("template = '{}'\nans = template.format(1)\n", False),  # only literal templates can be checked
+        ("ans = '{x}'.format_map({'x': 1})\n", False),
+    ],
+)
+def test_checker_allows_plain_format_templates_only(code, allowed):
+    assert (td.finqa_check_code(code) is None) == allowed
+
+
 def test_checker_accepts_every_translated_example_program():
     checked = 0
     for split in ("train", "dev", "test"):
