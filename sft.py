@@ -276,7 +276,7 @@ def read_json_records(path):
                 fail(f"{path}:{lineno}: invalid JSON line ({error.msg}); fix or remove that line")
     for index, record in enumerate(records):
         if not isinstance(record, dict):
-            fail(f"{path}: record {index + 1} is a {type(record).__name__}, expected a JSON object with named fields")
+            fail(f"{path}: record {index + 1} is a JSON {type(record).__name__}, not an object with named fields")
     return records
 
 
