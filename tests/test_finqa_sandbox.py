@@ -133,6 +133,27 @@ def test_hostile_programs_never_score_in_eval(isolation, listener, open_folder, 
     assert_untouched(accepted, open_folder)
 
 
+def test_hostile_predictions_file_never_scores(isolation, listener, open_folder, monkeypatch, tmp_path):
+    # The same corpus as saved predictions of another system: python eval.py --predictions FILE --metrics ...
+    if "predictions" not in ev.EvalArguments.__dataclass_fields__:
+        pytest.skip("eval.py --predictions has not landed on this branch yet")
+    port, accepted = listener
+    monkeypatch.setattr(ev, "FINQA_EXECUTION_TIMEOUT", 1.0)
+    corpus = programs({**HOSTILE, **LEGIT}, port, open_folder)
+    path = tmp_path / "hostile.jsonl"
+    references = {"translated": "ans = 0.25\n", "teacher_style": "ans = 2.0\n"}  # the hostile ones: ans = 1
+    path.write_text("".join(
+        json.dumps({"id": name, "reference": references.get(name, "ans = 1\n"), "prediction": code}) + "\n"
+        for name, code in corpus.items()
+    ))
+    ev.main(ev.EvalArguments(predictions=str(path), metrics="execution_accuracy", output_dir=str(tmp_path / "out")))
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    rows = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in rows if row["verdict"] == "correct"] == ["translated", "teacher_style"]
+    assert metrics["execution_accuracy"] == pytest.approx(2 / len(corpus))
+    assert_untouched(accepted, open_folder)
+
+
 def test_hostile_programs_never_become_training_data(isolation, listener, open_folder):
     port, accepted = listener
     corpus = programs(HOSTILE, port, open_folder)
