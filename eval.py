@@ -876,9 +876,7 @@ GENERATION_METRICS = set(METRICS)
 AUTO_BATCH_START = 128  # first try of --batch_size auto on CUDA; halved on every out-of-memory error
 CPU_AUTO_BATCH = 16  # on CPU bigger batches gain little and a batch is padded to its longest prompt
 REPORTERS = {"wandb": "wandb", "tensorboard": "tensorboard"}  # --report_to value -> pip package it needs
-# Encoder-decoder models without a chat template (T5, BART) read plain text: one prompt as is (FLAN-T5 was
-# instruction-tuned on bare prompts), a system message above it, earlier turns of a conversation as "Role: text" lines.
-# Only prompts are rendered with it: the answer is the decoder's target. The same in sft.py and eval.py (a test checks).
+# copy of sft.py:SEQ2SEQ_TEMPLATE — keep identical (tests/test_copies.py)
 SEQ2SEQ_TEMPLATE = (
     "{% set chat = (messages | selectattr('role', 'equalto', 'assistant') | list | length)"
     " > (0 if add_generation_prompt else 1) %}"
@@ -1029,6 +1027,7 @@ def trained_from(model_dir):
     return base
 
 
+# copy of sft.py:model_kind — keep identical (tests/test_copies.py)
 def model_kind(config, name):
     """'causal' or 'seq2seq' from a model's config, before any weights load; any other kind is a one-line error.
 
@@ -1458,6 +1457,7 @@ def in_batches(items, batch_size, step, desc):
     return size
 
 
+# copy of sft.py:encoder_ids — keep identical (tests/test_copies.py)
 def encoder_ids(tokenizer, prompt):
     """An encoder-decoder model's input: the rendered prompt with the tokenizer's own special tokens (T5 closes it
     with </s>, BART wraps it in <s>...</s>) and no second BOS where the template already wrote one.
@@ -1471,6 +1471,7 @@ def encoder_ids(tokenizer, prompt):
     return ids
 
 
+# copy of sft.py:decoder_labels — keep identical (tests/test_copies.py)
 def decoder_labels(tokenizer, answer):
     """An encoder-decoder model's target: the answer in the tokenizer's target format, ending with EOS exactly once.
 

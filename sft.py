@@ -74,7 +74,7 @@ PROMPT_TEMPLATES = {
 }
 # Encoder-decoder models without a chat template (T5, BART) read plain text: one prompt as is (FLAN-T5 was
 # instruction-tuned on bare prompts), a system message above it, earlier turns of a conversation as "Role: text" lines.
-# Only prompts are rendered with it: the answer is the decoder's target. The same in sft.py and eval.py (a test checks).
+# Only prompts are rendered with it: the answer is the decoder's target. eval.py holds a copy.
 SEQ2SEQ_TEMPLATE = (
     "{% set chat = (messages | selectattr('role', 'equalto', 'assistant') | list | length)"
     " > (0 if add_generation_prompt else 1) %}"

@@ -95,7 +95,8 @@ def test_the_known_shared_blocks_are_covered():
     covered = {(script, name) for script, _, name in COPIES}
     for script in ("eval.py", "training_data.py", "create_mixed_dataset.py"):
         assert (script, "fail") in covered
-    for name in ("cache_dir", "resolve_model", "convert_gguf", "load_tokenizer", "read_json_records"):
+    for name in ("cache_dir", "resolve_model", "convert_gguf", "load_tokenizer", "read_json_records", "SEQ2SEQ_TEMPLATE",
+                 "model_kind", "encoder_ids", "decoder_labels"):
         assert ("eval.py", name) in covered
     assert ("create_mixed_dataset.py", "read_json_records") in covered
     for name in ("FINQA_SANDBOX_BOOTSTRAP", "finqa_check_code", "finqa_run_code", "finqa_answers_match",
