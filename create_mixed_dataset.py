@@ -56,7 +56,10 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 SHUFFLE_BUFFER = 10_000
 HUB_CHECK_TIMEOUT_S = 3.0
-SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+# ShareGPT speakers kept in a chat mix; tool turns (function_call, observation) are left out, unlike sft.py's
+# SHAREGPT_ROLES, because the mixed datasets are plain conversations.
+SHAREGPT_CHAT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
+                       "assistant": "assistant"}
 SOURCE_KEYS = {"name", "label", "split", "subset", "format", "columns", "proportion", "count", "erase_prompt",
                "streaming", "offline_sample"}
 CONFIG_KEYS = {"sources", "total_size", "validation_size", "seed", "system_prompt", "allow_upsample"}
@@ -334,7 +337,7 @@ def to_messages(row, fmt, columns, erase_prompt, system_prompt):
     if fmt == "sharegpt":
         messages = []
         for turn in row[columns.get("conversations", "conversations")] or []:
-            role = SHAREGPT_ROLES.get(str(turn.get("from", "")).strip().lower())
+            role = SHAREGPT_CHAT_ROLES.get(str(turn.get("from", "")).strip().lower())
             if role is not None:
                 messages.append({"role": role, "content": str(turn.get("value") or "")})
     elif fmt == "messages":

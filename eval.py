@@ -1176,7 +1176,8 @@ def load_records(name, config, split):
     return splits[chosen].to_list()
 
 
-# --- tool calling: the same block in sft.py and eval.py (tests/test_tools.py checks that the copies are identical) --
+# --- tool calling -----------------------------------------------------------------------------------------------------
+# copies of sft.py:SHAREGPT_ROLES..chat_messages — keep identical (tests/test_copies.py)
 
 # ShareGPT speakers -> chat roles; function_call turns are the assistant's calls, observation turns their results.
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",

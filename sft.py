@@ -376,7 +376,7 @@ def detect_format(columns, source):
     fail(f"{source}: unrecognized columns {sorted(columns)}; expected one of: {FORMATS_HELP}")
 
 
-# --- tool calling: the same block in sft.py and eval.py (tests/test_tools.py checks that the copies are identical) --
+# --- tool calling: eval.py holds a copy of this block, SHAREGPT_ROLES to chat_messages (tests/test_copies.py) ---------
 
 # ShareGPT speakers -> chat roles; function_call turns are the assistant's calls, observation turns their results.
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",

@@ -7,7 +7,7 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from conftest import ROOT, load_script, run_script, write_json
+from conftest import load_script, run_script, write_json
 
 sft = load_script("sft")
 ev = load_script("eval")
@@ -103,14 +103,6 @@ def tokenize(tokenizer, records, tmp_path):
 
 def trained_text(tokenizer, row):
     return tokenizer.decode([i for i, m in zip(row["input_ids"], row["completion_mask"]) if m])
-
-
-def test_the_tool_block_is_identical_in_sft_and_eval():
-    def block(name):
-        text = (ROOT / name).read_text()
-        return text[text.index("# --- tool calling:"): text.index("# --- end of the tool-calling block")]
-
-    assert block("sft.py") == block("eval.py")
 
 
 @pytest.mark.parametrize("template,supports", [("chat", False), ("mistral", False), ("alpaca", False),
