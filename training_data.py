@@ -1609,9 +1609,17 @@ def load_sql_hub(name, split, test_split):
 
 
 def sql_record(record, where):
-    """One prompt/completion record from question/context/answer or input/output columns."""
+    """One prompt/completion record from question/context/answer or input/output columns; a db_id (Spider) is kept,
+    so that eval.py --sql_database_dir can also run the queries on the real database."""
     if not isinstance(record, dict):
         fail(f"{where}: expected an object with question/context/answer fields, found {type(record).__name__}")
+    converted = sql_fields(record, where)
+    if record.get("db_id") is not None:
+        converted["db_id"] = str(record["db_id"])
+    return converted
+
+
+def sql_fields(record, where):
     if all(isinstance(record.get(key), str) for key in ("question", "context", "answer")):
         context, question, answer = record["context"], record["question"], record["answer"]
         return {"prompt": sql_prompt(context, question), "completion": answer.strip(), "context": context,
