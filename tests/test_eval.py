@@ -260,6 +260,42 @@ def test_default_model_short_run(default_model_dir, tmp_path):
     assert metrics["rouge1"] > 0
 
 
+def test_predictions_of_a_run_rescore_to_the_same_metrics(single_run, tmp_path):
+    """eval.py --predictions on eval.py's own predictions.jsonl, in a fresh process without a model: same numbers."""
+    _, run_dir = single_run
+    result = run_script("eval.py", "--predictions", run_dir / "predictions.jsonl", "--metrics", "rouge,exact_match",
+                        "--output_dir", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = json.loads((run_dir / "metrics.json").read_text())
+    expected.pop("perplexity")
+    assert json.loads((tmp_path / "metrics.json").read_text()) == expected
+    assert read_jsonl(tmp_path / "predictions.jsonl") == read_jsonl(run_dir / "predictions.jsonl")
+
+
+# every metric that needs no model, on rows another system could have written
+RESCORED = {
+    "call_match": ({"prompt": "Skills: weather(location)\nRequest: Weather in Rome?",
+                    "reference": 'weather(location="Rome")', "prediction": "weather('Rome')"},
+                   {"full_call_accuracy": 1.0}, {"call_correct": True}),
+    "execution_accuracy": ({"reference": "ans = 2 + 3", "prediction": "```python\nans = 10 / 2\n```", "gold_answer": "5"},
+                           {"execution_accuracy": 1.0}, {"verdict": "correct"}),
+    "sql_exact_match": ({"reference": "SELECT a FROM t", "prediction": "select A from T;", "context": ""},
+                        {"sql_exact_match": 1.0}, {"sql_exact_match": True}),
+    "rouge": ({"reference": "the cat sat", "prediction": "the cat sat"}, {"rougeL": 1.0}, {}),
+}
+
+
+@pytest.mark.parametrize("metric", list(RESCORED))
+def test_predictions_rescore_every_metric_without_a_model(metric, tmp_path):
+    record, scores, verdicts = RESCORED[metric]
+    write_json(tmp_path / "rows.jsonl", [record], lines=True)
+    ev.main(ev.EvalArguments(predictions=str(tmp_path / "rows.jsonl"), metrics=metric, output_dir=str(tmp_path / "out")))
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert {key: metrics[key] for key in scores} == pytest.approx(scores)
+    row = read_jsonl(tmp_path / "out" / "predictions.jsonl")[0]
+    assert {key: row[key] for key in verdicts} == verdicts
+
+
 # --- bad inputs ----------------------------------------------------------------------------------------------------
 
 
@@ -326,6 +362,9 @@ def test_bad_inputs_fail_with_one_line(case, model_dir, data_file, tmp_path):
 def test_bad_input_on_the_command_line_has_no_traceback(model_dir, tmp_path):
     result = run_script("eval.py", "--model_name_or_path", model_dir, "--dataset", tmp_path / "missing.jsonl")
     assert_one_line_error(result, "missing.jsonl: no such file or folder")
+    write_json(tmp_path / "rows.jsonl", [{"reference": "a", "prediction": "a"}, {"prediction": "b"}], lines=True)
+    result = run_script("eval.py", "--predictions", tmp_path / "rows.jsonl", "--metrics", "exact_match")
+    assert_one_line_error(result, "rows.jsonl:2: field 'reference' is missing")
 
 
 def test_summarize_runs_prints_the_grid_and_writes_the_best_recipe(tmp_path, capsys):
