@@ -744,8 +744,8 @@ def suite_member(facts, index, rng):
         return (6, 8), 0.0, False, 0.6, 4
     if index <= min(len(counts), 3):  # COUNT(*) >= 15 and COUNT(*) > 15 differ on a group of exactly 15
         return (counts[index - 1], counts[index - 1]), 0.0, False, 0.6, 1
-    sizes = rng.choice([(1, 2), (2, 4), (4, 8), (8, 14)])
-    return sizes, rng.choice([0.0, 0.0, 0.1, 0.25]), rng.random() < 0.5, rng.choice([0.4, 0.6, 0.8]), rng.choice([2, 3, 4])
+    sizes, nulls = rng.choice([(1, 2), (2, 4), (4, 8), (8, 14)]), rng.choice([0.0, 0.0, 0.1, 0.25])
+    return sizes, nulls, rng.random() < 0.5, rng.choice([0.4, 0.6, 0.8]), rng.choice([2, 3, 4])
 
 
 def column_pools(schema, facts, groups, few, rng):
@@ -1343,8 +1343,9 @@ class EvalArguments:
     predictions: str | None = field(
         default=None,
         metadata={"help": "Re-score saved predictions without a model: a .jsonl file of rows with reference and "
-                          "prediction (plus what the metrics need: context, db_id, gold_answer, prompt; base_prediction "
-                          "scores the base too), e.g. an earlier predictions.jsonl or another system's outputs."},
+                          "prediction (plus what the metrics need: context, db_id, gold_answer, prompt; "
+                          "base_prediction scores the base too), e.g. an earlier predictions.jsonl or another "
+                          "system's outputs."},
     )
     sql_database_dir: str | None = field(
         default=None,

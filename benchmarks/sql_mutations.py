@@ -1,8 +1,8 @@
 """How often SQL execution match calls a wrong query right: mutation false-match rate (issue 13).
 
 Every reference query of a question/context/answer file gets mechanically wrong variants: a literal changed
-('France' -> 'zzz_wrong', 56 -> 63), a comparison flipped (> -> <=), an aggregate swapped (COUNT -> SUM, MAX -> MIN), one
-AND condition dropped, DESC -> ASC. eval.py's sql_execution_verdict judges each against its reference; a good metric
+('France' -> 'zzz_wrong', 56 -> 63), a comparison flipped (> -> <=), an aggregate swapped (COUNT -> SUM, MAX -> MIN),
+one AND condition dropped, DESC -> ASC. eval.py's sql_execution_verdict judges each against its reference; a good metric
 matches every gold query with itself and (almost) no variant. Variants that do not run are counted apart: any
 metric rejects them.
 

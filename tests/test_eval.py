@@ -277,8 +277,8 @@ RESCORED = {
     "call_match": ({"prompt": "Skills: weather(location)\nRequest: Weather in Rome?",
                     "reference": 'weather(location="Rome")', "prediction": "weather('Rome')"},
                    {"full_call_accuracy": 1.0}, {"call_correct": True}),
-    "execution_accuracy": ({"reference": "ans = 2 + 3", "prediction": "```python\nans = 10 / 2\n```", "gold_answer": "5"},
-                           {"execution_accuracy": 1.0}, {"verdict": "correct"}),
+    "execution_accuracy": ({"reference": "ans = 2 + 3", "prediction": "```python\nans = 10 / 2\n```",
+                            "gold_answer": "5"}, {"execution_accuracy": 1.0}, {"verdict": "correct"}),
     "sql_exact_match": ({"reference": "SELECT a FROM t", "prediction": "select A from T;", "context": ""},
                         {"sql_exact_match": 1.0}, {"sql_exact_match": True}),
     "rouge": ({"reference": "the cat sat", "prediction": "the cat sat"}, {"rougeL": 1.0}, {}),
@@ -289,7 +289,8 @@ RESCORED = {
 def test_predictions_rescore_every_metric_without_a_model(metric, tmp_path):
     record, scores, verdicts = RESCORED[metric]
     write_json(tmp_path / "rows.jsonl", [record], lines=True)
-    ev.main(ev.EvalArguments(predictions=str(tmp_path / "rows.jsonl"), metrics=metric, output_dir=str(tmp_path / "out")))
+    ev.main(ev.EvalArguments(predictions=str(tmp_path / "rows.jsonl"), metrics=metric,
+                             output_dir=str(tmp_path / "out")))
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert {key: metrics[key] for key in scores} == pytest.approx(scores)
     row = read_jsonl(tmp_path / "out" / "predictions.jsonl")[0]

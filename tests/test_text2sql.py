@@ -28,7 +28,8 @@ def row(reference, prediction, context=SCHEMA):
         ("SELECT name FROM head", "SELECT age FROM head", False),
         # sqlglot: keyword and identifier case, quoting, <> and !=, table aliases where each table occurs once
         ("SELECT T1.name FROM head AS T1 WHERE T1.age <> 3", 'select "NAME" from HEAD where age != 3', True),
-        ("SELECT name FROM head WHERE born_state = \"Texas\"", "SELECT name FROM head WHERE born_state = 'Texas'", True),
+        ("SELECT name FROM head WHERE born_state = \"Texas\"", "SELECT name FROM head WHERE born_state = 'Texas'",
+         True),
         ("SELECT name FROM head WHERE born_state = 'Texas'", "SELECT name FROM head WHERE born_state = 'texas'", False),
         ("SELECT p.player_name FROM player AS p JOIN team AS t ON p.team_id = t.team_id",
          "SELECT T1.player_name FROM player AS T1 JOIN team AS T2 ON T1.team_id = T2.team_id", True),
@@ -451,11 +452,11 @@ def test_real_database_is_read_only_and_supplies_a_missing_schema(shop_databases
 
 
 SQL_PREDICTIONS = [
-    {"id": "a", "reference": "SELECT name FROM head WHERE age > 56", "prediction": "select name from head where 56 < age",
-     "context": SCHEMA},
+    {"id": "a", "reference": "SELECT name FROM head WHERE age > 56",
+     "prediction": "select name from head where 56 < age", "context": SCHEMA},
     {"id": "b", "reference": "SELECT COUNT(*) FROM head", "prediction": "SELECT COUNT(*) FROM head", "context": SCHEMA},
-    {"id": "c", "reference": "SELECT name FROM head ORDER BY age DESC", "prediction": "SELECT name FROM head ORDER BY age",
-     "context": SCHEMA},
+    {"id": "c", "reference": "SELECT name FROM head ORDER BY age DESC",
+     "prediction": "SELECT name FROM head ORDER BY age", "context": SCHEMA},
     {"id": "d", "reference": "SELECT name FROM head", "prediction": "DROP TABLE head", "context": SCHEMA},
 ]
 SQL_METRICS = "rouge,exact_match,sql_exact_match,sql_execution_match"
@@ -475,7 +476,8 @@ def test_predictions_are_rescored_without_a_model_and_round_trip(tmp_path, capsy
     assert metrics["sql_error_rate"] == 0.25 and metrics["exact_match"] == 0.25 and 0 < metrics["rougeL"] < 1
     assert [r["id"] for r in rows] == ["a", "b", "c", "d"]
     assert [r["sql_execution_match"] for r in rows] == [True, True, False, False]
-    assert rows[2]["sql_differs_on"].startswith("fuzzed database") and "not authorized" in rows[3]["sql_execution_error"]
+    assert rows[2]["sql_differs_on"].startswith("fuzzed database")
+    assert "not authorized" in rows[3]["sql_execution_error"]
     assert "| metric | model |" in capsys.readouterr().out
     # its own output, scored again: the same metrics and rows
     again, again_rows = rescore(tmp_path / "first" / "predictions.jsonl", tmp_path / "second")
@@ -496,8 +498,10 @@ def test_rescoring_base_predictions_gives_the_base_column(tmp_path):
     [
         ([{"reference": "SELECT 1", "prediction": "SELECT 1", "context": SCHEMA}, {"reference": "SELECT 1"}],
          SQL_METRICS, "rows.jsonl:2: field 'prediction' is missing"),
-        ([{"reference": "SELECT 1", "prediction": "SELECT 1"}], SQL_METRICS, "rows.jsonl:1: field 'context' is missing"),
-        ([{"reference": "SELECT 1", "prediction": None}], "exact_match", "rows.jsonl:1: field 'prediction' is NoneType"),
+        ([{"reference": "SELECT 1", "prediction": "SELECT 1"}], SQL_METRICS,
+         "rows.jsonl:1: field 'context' is missing"),
+        ([{"reference": "SELECT 1", "prediction": None}], "exact_match",
+         "rows.jsonl:1: field 'prediction' is NoneType"),
         (["not an object"], "exact_match", "rows.jsonl:1: expected a JSON object"),
         ([{"reference": "a", "prediction": "a", "base_prediction": "b"}, {"reference": "a", "prediction": "a"}],
          "exact_match", "rows.jsonl:2: field 'base_prediction' is missing"),
