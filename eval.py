@@ -533,6 +533,10 @@ def metric_sql_exact_match(rows):
             "sql_exact_match_text_fallbacks": fallbacks}
 
 
+def quote_name(name):
+    return '"' + str(name).replace('"', '""') + '"'
+
+
 def guard_connection(conn, allowed=None, denied=(), timeout=None):
     """Arm the authorizer (only `allowed` actions, or all but `denied`) and the time limit on a connection."""
     import sqlite3
@@ -572,7 +576,8 @@ def sql_schema(context):
         schema = []
         for name, kind, sql in conn.execute("SELECT name, type, sql FROM sqlite_master WHERE type IN ('table', 'view') "
                                             "AND name NOT LIKE 'sqlite_%' ORDER BY rowid"):
-            columns = tuple((c[1], (c[2] or "").upper()) for c in conn.execute(f'PRAGMA table_info("{name}")'))
+            info = conn.execute(f"PRAGMA table_info({quote_name(name)})")
+            columns = tuple((column[1], (column[2] or "").upper()) for column in info)
             schema.append((name, columns, sql if kind == "view" else None))
     finally:
         conn.close()
@@ -725,7 +730,7 @@ def value_pool(kind, near, global_literals, rng):
     for text in strings[:6]:
         pool += [text.lower(), text.upper(), text + " x"]
     if kind == "number" or numbers:
-        span = max([abs(n) for n in numbers] + [10])
+        span = min(max([abs(n) for n in numbers] + [10]), 10**9)  # 1e999 is inf
         pool += [rng.randint(-1, 2 * int(span) + 2) for _ in range(3)]
         pool += [n for n in global_literals if isinstance(n, (int, float))]
     if kind == "text" or strings:
@@ -784,7 +789,8 @@ def fuzzed_database(schema, facts, index, seed):
         if view is not None:
             continue
         # no constraints: fuzzed values must always insert (keys repeat, NULLs land anywhere)
-        conn.execute(f'CREATE TABLE "{table}" (' + ", ".join(f'"{c}" {t}' for c, t in columns) + ")")
+        definitions = ", ".join(f"{quote_name(column)} {declared}" for column, declared in columns)
+        conn.execute(f"CREATE TABLE {quote_name(table)} ({definitions})")
         rows = []
         for _ in range(rng.randint(*sizes)):
             row = []
@@ -799,7 +805,7 @@ def fuzzed_database(schema, facts, index, seed):
             rows.append(tuple(row))
         if duplicates:
             rows += rng.sample(rows, min(len(rows), 2))
-        conn.executemany(f'INSERT INTO "{table}" VALUES ({", ".join("?" for _ in columns)})', rows)
+        conn.executemany(f'INSERT INTO {quote_name(table)} VALUES ({", ".join("?" for _ in columns)})', rows)
     for _, _, view in schema:
         if view is not None:
             conn.execute(view)
@@ -871,28 +877,30 @@ def sql_test_suite_verdict(context, reference, prediction, real_database=None, t
     if real_database is not None:
         databases.insert(0, ("real database", real_database))
     ordered = sql_is_ordered(reference)
-    results = []
+    reference_rows = []
     for name, database in databases:
         try:
             conn = fuzzed_database(schema, facts, database, seed) if isinstance(database, int) else database
         except Exception as error:  # e.g. a view that does not run on the fuzzed rows
             return dict(verdict, error=f"schema: {error}")
         try:
-            for role, query in (("reference", reference), ("prediction", prediction)):
-                if role == "prediction" and prediction == reference:  # the same query on the same rows
-                    results.append(results[-1])
-                    continue
+            try:
+                reference_rows.append(run_sql(conn, reference, timeout))
+            except Exception as error:  # sqlite3.Error, sqlite3.Warning (two statements), ValueError
+                return dict(verdict, error=f"reference: {error}")
+            # the prediction runs until it is decided; the reference on every database, for reference_empty
+            if verdict["error"] is None and verdict["differs_on"] is None and prediction != reference:
                 try:
-                    results.append(run_sql(conn, query, timeout))
-                except Exception as error:  # sqlite3.Error, sqlite3.Warning (two statements), ValueError
-                    return dict(verdict, error=f"{role}: {error}")
+                    predicted = run_sql(conn, prediction, timeout)
+                    if not sql_results_match(reference_rows[-1], predicted, ordered):
+                        verdict["differs_on"] = name
+                except Exception as error:
+                    verdict["error"] = f"prediction: {error}"
         finally:
             if isinstance(database, int):
                 conn.close()
-        if verdict["differs_on"] is None and not sql_results_match(results[-2], results[-1], ordered):
-            verdict["differs_on"] = name
-    verdict["reference_empty"] = not any(results[0::2])
-    verdict["match"] = verdict["differs_on"] is None
+    verdict["reference_empty"] = not any(reference_rows)
+    verdict["match"] = verdict["error"] is None and verdict["differs_on"] is None
     return verdict
 
 
