@@ -218,7 +218,7 @@ text2sql-data: $(STAMP)
 text2sql-train: $(STAMP)
 	$(call train,examples/text2sql/recipe.yaml,$(DATA_OUT))
 
-# ROUGE, exact match and SQLite execution match of base vs LoRA on the test split.
+# ROUGE, sqlglot exact match and test-suite SQLite execution match of base vs LoRA on the test split.
 text2sql-eval: $(STAMP)
 	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test \
 		--metrics rouge,sql_exact_match,sql_execution_match --compare_base --max_new_tokens 96 $(ARGS)
