@@ -27,6 +27,8 @@ from pathlib import Path
 
 # bitsandbytes' CPU backend warns on import that an optional kernel could not be fetched from the hub; it is not needed.
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+# sqlglot warns about every model answer it can only read as a raw command; the SQL metrics say what went wrong
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
 from trl import TrlParser  # noqa: E402
 
 logger = logging.getLogger("eval")
