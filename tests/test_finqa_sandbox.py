@@ -135,8 +135,6 @@ def test_hostile_programs_never_score_in_eval(isolation, listener, open_folder, 
 
 def test_hostile_predictions_file_never_scores(isolation, listener, open_folder, monkeypatch, tmp_path):
     # The same corpus as saved predictions of another system: python eval.py --predictions FILE --metrics ...
-    if "predictions" not in ev.EvalArguments.__dataclass_fields__:
-        pytest.skip("eval.py --predictions has not landed on this branch yet")
     port, accepted = listener
     monkeypatch.setattr(ev, "FINQA_EXECUTION_TIMEOUT", 1.0)
     corpus = programs({**HOSTILE, **LEGIT}, port, open_folder)
