@@ -1304,6 +1304,8 @@ SEQ2SEQ_TEMPLATE = (
     "{% else %}{{ message['content'] }}{% endif %}{% endfor %}"
     "{% if add_generation_prompt and chat %}Assistant:{% endif %}"
 )
+GENERAL_DATASET = "examples/general"  # our own varied instructions with good answers (examples/general/generate.py)
+GENERAL_MAX_NEW_TOKENS = 128  # the reference answers are at most a few sentences
 
 
 @dataclass
@@ -1334,7 +1336,9 @@ class EvalArguments:
         metadata={"help": "Prompts generated together, or 'auto': the largest that fits (CUDA: halved on out of memory "
                           f"from {AUTO_BATCH_START}; CPU: {CPU_AUTO_BATCH})."},
     )
-    max_samples: int | None = field(default=None, metadata={"help": "Evaluate only the first N examples."})
+    max_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate only the first N examples (of the general set too)."}
+    )
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, float32, bfloat16, float16."})
     backend: str = field(
         default="transformers",
@@ -1366,6 +1370,27 @@ class EvalArguments:
         default="none",
         metadata={"help": "Also log the metrics to: none, wandb, tensorboard (comma-separated; WANDB_PROJECT names "
                           "the wandb project; tensorboard writes <output_dir>/runs)."},
+    )
+    general_eval: bool | None = field(
+        default=None,
+        metadata={"help": "Forgetting check: also measure perplexity and a few generations on a general reference set "
+                          "(--general_dataset) and warn when the model is clearly worse there than its base. On by "
+                          "default with --compare_base; --general_eval False turns it off.",
+                 "nargs": "?", "const": True},  # a bare --general_eval means True, as for the other switches
+    )
+    general_dataset: str = field(
+        default=GENERAL_DATASET,
+        metadata={"help": "The general reference set for --general_eval (any format --dataset takes; a folder's test "
+                          "split). A relative path is also looked up next to eval.py."},
+    )
+    general_generations: int = field(
+        default=8,
+        metadata={"help": "How many general examples --general_eval also generates for (ROUGE-L; at most "
+                          f"{GENERAL_MAX_NEW_TOKENS} new tokens, fewer if --max_new_tokens is lower)."},
+    )
+    general_tolerance: float = field(
+        default=0.05,
+        metadata={"help": "--general_eval warns when general perplexity rises by more than this share of the base's."},
     )
 
 
@@ -2157,6 +2182,94 @@ def rescore_predictions(args, metrics):
     return results, all_rows
 
 
+def general_dataset_path(args):
+    """Where the forgetting check reads its reference set, or None when the check is off (checked before any model)."""
+    if not (args.compare_base if args.general_eval is None else args.general_eval):
+        return None
+    path = Path(args.general_dataset)
+    beside_script = Path(__file__).resolve().parent / path
+    if not path.exists() and not path.is_absolute() and beside_script.exists():
+        return str(beside_script)  # eval.py run from another folder still finds the set shipped next to it
+    if not path.exists() and args.general_dataset == GENERAL_DATASET:
+        if args.general_eval:
+            fail(f"--general_eval: no general reference set at {GENERAL_DATASET}; point --general_dataset at one "
+                 "(messages, prompt/completion or instruction/output) or pass --general_eval False")
+        logger.warning(f"No general reference set at {GENERAL_DATASET}: skipping the forgetting check "
+                       "(--general_dataset names one)")
+        return None
+    return args.general_dataset
+
+
+def general_evaluate(model_name, tokenizer, rows, args):
+    """Perplexity on every general example plus ROUGE-L of a few generations spread over the set.
+
+    Runs on the calling process only and always with transformers: the set is small, and one model load scores both.
+    Returns (scores, the generated rows)."""
+    import torch
+
+    model, _ = load_model(model_name, args.dtype)
+    nll, tokens = reference_nll(model, tokenizer, rows, args.batch_size)
+    scores = {"general_perplexity": math.exp(nll / max(tokens, 1))}
+    count = max(min(args.general_generations, len(rows)), 0)
+    sample = [dict(row) for row in rows[:: max(len(rows) // max(count, 1), 1)][:count]]  # every k-th: all task kinds
+    if sample:
+        predictions = generate(model, tokenizer, [row["prompt"] for row in sample], args.batch_size,
+                               min(args.max_new_tokens, GENERAL_MAX_NEW_TOKENS))
+        for row, prediction in zip(sample, predictions):
+            row["prediction"] = prediction
+        scores["general_rougeL"] = metric_rouge(sample)["rougeL"]
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return scores, sample
+
+
+def general_delta(base, tuned, tolerance):
+    """The fine-tuned model's general scores against its base; forgetting = perplexity up by more than tolerance."""
+    change = tuned["general_perplexity"] / base["general_perplexity"] - 1
+    delta = {"general_perplexity_change": change, "general_forgetting": change > tolerance}
+    if "general_rougeL" in base and "general_rougeL" in tuned:
+        delta["general_rougeL_change"] = tuned["general_rougeL"] - base["general_rougeL"]
+    return delta
+
+
+def report_general(results, dataset, examples, tolerance):
+    """One line with the general-ability delta under the task table, and a warning when the model forgot."""
+    model = results[list(results)[-1]]
+    if "base" not in results:
+        print(f"General ability on {dataset} ({examples} examples): perplexity {model['general_perplexity']:.3f}")
+        return
+    base = results["base"]
+    line = (f"General ability on {dataset} ({examples} examples), base -> fine-tuned: perplexity "
+            f"{base['general_perplexity']:.3f} -> {model['general_perplexity']:.3f} "
+            f"({model['general_perplexity_change']:+.1%})")
+    if "general_rougeL_change" in model:
+        line += f", ROUGE-L of a few generations {base['general_rougeL']:.3f} -> {model['general_rougeL']:.3f}"
+    print(line)
+    if model["general_forgetting"]:
+        message = (f"WARNING: the fine-tuned model is clearly worse than its base on general instructions: perplexity "
+                   f"{model['general_perplexity_change']:+.1%} (tolerance {tolerance:.0%}). It is forgetting: lower "
+                   "the learning rate or the epochs (pick an earlier checkpoint), or mix general data into training "
+                   "(examples/general/train.jsonl)")
+        logger.warning(message)
+
+
+def forgetting_check(results, base, tokenizer, rows, dataset, args):
+    """General scores of the model (and its base) added to results, with the delta; returns what write_results needs."""
+    models = {"base": base} if base else {}
+    models[list(results)[-1]] = args.model_name_or_path
+    samples = {}
+    for name, model_name in models.items():
+        logger.info(f"Forgetting check: {name} on {dataset} ({len(rows)} examples)")
+        scores, samples[name] = general_evaluate(model_name, tokenizer, rows, args)
+        results[name].update(scores)
+    if base:
+        results["fine-tuned"].update(general_delta(results["base"], results["fine-tuned"], args.general_tolerance))
+        for row, base_row in zip(samples["fine-tuned"], samples["base"]):
+            row["base_prediction"] = base_row["prediction"]
+    return {"dataset": dataset, "examples": len(rows), "samples": samples[list(results)[-1]]}
+
+
 def parse_batch_size(value):
     """--batch_size: a positive int, or "auto" (CUDA: found by halving on out of memory; CPU: CPU_AUTO_BATCH)."""
     import torch
@@ -2313,6 +2426,9 @@ def generate_and_score(args, metrics):
         logger.info("The chat template cannot render tools: prompts use the fallback of sft.py (schemas in the system "
                     "turn, calls as JSON lines)")
     rows = build_rows(records, tokenizer, args.dataset)
+    general_path = general_dataset_path(args)
+    general_records = load_records(general_path, None, "test")[: args.max_samples] if general_path else []
+    general_rows = build_rows(general_records, tokenizer, general_path)
     adapter = adapter_config(model_path)
     args.lora_rank = adapter.get("r", 16) if adapter else None
 
@@ -2337,6 +2453,9 @@ def generate_and_score(args, metrics):
         results["base"], all_rows["base"] = evaluate(base, tokenizer, rows, metrics, args)
     results["fine-tuned" if args.compare_base else "model"], all_rows["model"] = evaluate(
         args.model_name_or_path, tokenizer, rows, metrics, args)
+    if general_rows and main_process():
+        all_rows["general"] = forgetting_check(results, base if args.compare_base else None, tokenizer, general_rows,
+                                               general_path, args)
     return (results if main_process() else None), all_rows, output_dir
 
 
@@ -2344,6 +2463,9 @@ def write_results(output_dir, results, all_rows, reporters, args):
     """metrics.json, predictions.jsonl (with base_prediction next to each prediction), the printed table."""
     output_dir.mkdir(parents=True, exist_ok=True)
     final = dict(results[list(results)[-1]])
+    general = all_rows.get("general")
+    if general:
+        final["general_dataset"] = general["dataset"]
     if "base" in results:
         final["base"] = results["base"]
     write_atomic(output_dir / "metrics.json", json.dumps(final, indent=2, default=str) + "\n")
@@ -2353,7 +2475,12 @@ def write_results(output_dir, results, all_rows, reporters, args):
             row["base_prediction"] = all_rows["base"][index]["prediction"]
         lines.append(json.dumps(row, ensure_ascii=False, default=str))
     write_atomic(output_dir / "predictions.jsonl", "\n".join(lines) + "\n")
+    if general:
+        write_atomic(output_dir / "general_predictions.jsonl",
+                     "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in general["samples"]))
     print(markdown_table(results))
+    if general:
+        report_general(results, general["dataset"], general["examples"], args.general_tolerance)
     for name, scores in results.items():
         for key, value in scores.items():
             if not isinstance(value, (int, float)):

@@ -25,7 +25,7 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 import torch  # noqa: E402
 from accelerate import PartialState
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
 from transformers import BitsAndBytesConfig
 from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config
 
@@ -138,11 +138,44 @@ class ExtraArguments:
         default=None, metadata={"help": "Use only the first N training examples (quick experiments)."}
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N eval examples."})
+    general_eval_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Also evaluate on this general reference set (e.g. examples/general: its test split) at "
+                  "every evaluation, logged as eval_general_loss, so that a checkpoint can be chosen on task and general "
+                  "loss together (--metric_for_best_model eval_general_loss). Off by default; the instruct recipe "
+                  "sets it."},
+    )
     estimate_memory: bool = field(
         default=False,
         metadata={"help": "Only print estimated GPU memory for full fine-tuning, LoRA and QLoRA of the model (from its "
                   "config, no weights loaded) at --per_device_train_batch_size and --max_length, then exit."},
     )
+
+
+class GeneralEvalCallback(TrainerCallback):
+    """After each evaluation on the task's eval split, evaluate on the general set too, as eval_general_*.
+
+    A dict of eval datasets would rename the task's eval_loss to eval_<name>_loss (and break every recipe's
+    metric_for_best_model and the loss plots), so the task keeps eval_loss and the general loss is added to the same
+    metrics, where metric_for_best_model and the model card see it."""
+
+    def __init__(self, dataset):
+        self.dataset, self.trainer, self.running = dataset, None, False
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.running or self.trainer is None or metrics is None:
+            return
+        self.running = True  # trainer.evaluate calls on_evaluate again
+        try:
+            general = self.trainer.evaluate(self.dataset, metric_key_prefix="eval_general")
+        finally:
+            self.running = False
+        # TRL adds its own eval_* (token accuracy, entropy) to that log entry: they describe the general set
+        entry = state.log_history[-1] if state.log_history else {}
+        if "eval_general_loss" in entry:
+            for key in [k for k in entry if k.startswith("eval_") and not k.startswith("eval_general_")]:
+                entry["eval_general_" + key.removeprefix("eval_")] = entry.pop(key)
+        metrics.update({key: value for key, value in general.items() if key.startswith("eval_general_")})
 
 
 def fail(message):
@@ -774,6 +807,25 @@ def prepare_splits(raw, script_args, training_args, extra):
 # ----------------------------------------------------------------------------------------------------------- output
 
 
+def load_general_eval(name, tokenizer, training_args, extra, tokenize=None):
+    """The general reference set (its test split, else validation, else train), tokenized like the task's eval data."""
+    beside_script = Path(__file__).resolve().parent / name
+    if not Path(name).exists() and not Path(name).is_absolute() and beside_script.exists():
+        name = str(beside_script)  # a recipe's examples/general still resolves when sft.py runs from another folder
+    raw = load_raw_dataset(name)
+    split = pick_split(raw, "test") or pick_split(raw, "validation") or pick_split(raw, "train")
+    if split is None:
+        fail(f"--general_eval_dataset {name}: no test, validation or train split in it (splits: {list(raw)})")
+    dataset = raw[split]
+    if extra.max_eval_samples:
+        dataset = dataset.select(range(min(extra.max_eval_samples, len(dataset))))
+    tokenized, stats = (tokenize or tokenize_dataset)(dataset, tokenizer, detect_format(dataset.column_names, name),
+                                                      training_args, extra, training_args.dataset_num_proc)
+    if stats["kept"] == 0:
+        fail(f"--general_eval_dataset {name}: no example is left at --max_length {training_args.max_length}")
+    return tokenized, stats
+
+
 def export_splits(folder, splits, data_format):
     """Write each split as {"messages": [...]} JSONL (atomically) so any tool can read exactly what sft.py trains on."""
     folder = Path(folder)
@@ -1139,6 +1191,12 @@ def main(script_args, training_args, model_args, extra):
         if eval_raw is not None:
             eval_dataset, stats["eval"] = tokenize_dataset_(eval_raw, tokenizer, detect_format(
                 eval_raw.column_names, script_args.dataset_name), training_args, extra, training_args.dataset_num_proc)
+        general_dataset = None
+        if extra.general_eval_dataset and eval_dataset is None:
+            logger.warning("--general_eval_dataset is only used when evaluation is on (--eval_strategy steps|epoch)")
+        elif extra.general_eval_dataset:
+            general_dataset, stats["general"] = load_general_eval(extra.general_eval_dataset, tokenizer,
+                                                                   training_args, extra, tokenize_dataset_)
     if train_stats["kept"] == 0:
         fail(f"no training example is left after --too_long {extra.too_long} at --max_length {training_args.max_length}")
     for split, split_stats in stats.items():
@@ -1189,6 +1247,10 @@ def main(script_args, training_args, model_args, extra):
     else:
         trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                              processing_class=tokenizer, peft_config=peft_config)
+    if general_dataset is not None:
+        general_callback = GeneralEvalCallback(general_dataset)
+        general_callback.trainer = trainer
+        trainer.add_callback(general_callback)
 
     # One summary of the resolved setup.
     world = state.num_processes
@@ -1210,6 +1272,8 @@ def main(script_args, training_args, model_args, extra):
         f"Data: {script_args.dataset_name} | format {data_format} | template {extra.prompt_template} | "
         f"train {train_stats['kept']} examples, {train_stats['tokens']:,} tokens"
         + (f" | eval {stats['eval']['kept']} examples" if eval_dataset is not None else "")
+        + (f" | general eval {stats['general']['kept']} examples ({extra.general_eval_dataset})"
+           if general_dataset is not None else "")
         + f"\nBatch: {training_args.per_device_train_batch_size} per device x {training_args.gradient_accumulation_steps}"
         f" accumulation x {world} processes = {effective_batch} "
         f"{'packed rows of up to ' + str(training_args.max_length) + ' tokens' if training_args.packing else 'examples'}"
