@@ -141,9 +141,9 @@ class ExtraArguments:
     general_eval_dataset: str | None = field(
         default=None,
         metadata={"help": "Also evaluate on this general reference set (e.g. examples/general: its test split) at "
-                  "every evaluation, logged as eval_general_loss, so that a checkpoint can be chosen on task and general "
-                  "loss together (--metric_for_best_model eval_general_loss). Off by default; the instruct recipe "
-                  "sets it."},
+                  "every evaluation, logged as eval_general_loss, so that a checkpoint can be chosen on task and "
+                  "general loss together (--metric_for_best_model eval_general_loss). Off by default; the instruct "
+                  "recipe sets it."},
     )
     estimate_memory: bool = field(
         default=False,
