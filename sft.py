@@ -1183,14 +1183,13 @@ def save_sample_prompts(output_dir, dataset, data_format, split):
     for example in dataset.select(range(min(EXPORT_CHECK_PROMPTS, len(dataset)))):
         messages = to_messages(example, data_format).get("messages")
         if messages and messages[-1]["role"] == "assistant":
-            records.append({"split": split, "messages": [{"role": m["role"], "content": m["content"]}
-                                                          for m in messages[:-1]]})
+            records.append({"split": split, "messages": messages[:-1]})
     tmp = Path(output_dir) / f".{SAMPLE_PROMPTS_FILE}.tmp"
     tmp.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
     os.replace(tmp, Path(output_dir) / SAMPLE_PROMPTS_FILE)
 
 
-def load_trained(run_dir, adapter, dtype=torch.float32):
+def load_trained(run_dir, adapter, dtype=torch.float32, model_class=AutoModelForCausalLM):
     """The trained model in full precision: a full model, or a LoRA adapter on a full-precision copy of its base.
 
     QLoRA adapters too: their base is loaded again unquantized, since merging into 4-bit weights would round the
@@ -1198,10 +1197,10 @@ def load_trained(run_dir, adapter, dtype=torch.float32):
     """
     try:
         if adapter is None:
-            return AutoModelForCausalLM.from_pretrained(run_dir, dtype=dtype).eval()
+            return model_class.from_pretrained(run_dir, dtype=dtype).eval()
         from peft import PeftModel
 
-        base = AutoModelForCausalLM.from_pretrained(resolve_model(adapter["base_model_name_or_path"]), dtype=dtype)
+        base = model_class.from_pretrained(resolve_model(adapter["base_model_name_or_path"]), dtype=dtype)
         return PeftModel.from_pretrained(base, run_dir).eval()
     except OSError as error:
         fail(f"could not load the model in {run_dir}: {str(error).splitlines()[0]}")
@@ -1739,8 +1738,9 @@ def main(script_args, training_args, model_args, extra):
             merged = trainer.model.merge_and_unload()
         else:  # never merge into 4/8-bit weights: the adapter goes onto a full-precision copy of the base
             adapter = json.loads((output_dir / "adapter_config.json").read_text())
-            merged = load_trained(output_dir, adapter, torch.bfloat16 if model_args.dtype == "bfloat16"
-                                  else torch.float32).merge_and_unload()
+            merged = load_trained(output_dir, adapter, torch.bfloat16 if model_args.dtype == "bfloat16" else
+                                  torch.float32, AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM)
+            merged = merged.merge_and_unload()
         tmp = output_dir / ".merged-partial"
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
