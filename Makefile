@@ -54,9 +54,10 @@ $(STAMP): requirements.txt
 test: $(STAMP)
 	python -m pytest tests -q
 
-# Throughput benchmarks: our training defaults vs TRL's, and batched vs one-at-a-time generation.
+# Speed and MFU vs this machine's measured matmul peak: training (ours vs TRL's), a step's profile, generation.
 bench: $(STAMP)
 	python benchmarks/train_throughput.py
+	python benchmarks/profile_step.py
 	python benchmarks/generation_speed.py
 
 # Redraw training_loss.png / eval_loss.png for a finished run: make plots OUT=outputs/text2sql

@@ -1,0 +1,130 @@
+"""Where a training step's time goes: torch.profiler on one CPU step of sft.py's setup (bf16 autocast, LoRA r=16 on all
+linear layers or full fine-tuning, TRL's fused LM head or sft.py's CPU one), grouped into parts, against the matmul
+peak measured on the model's shapes in the same run.
+
+    python benchmarks/profile_step.py
+    python benchmarks/profile_step.py --full --cpu_fast_path False --batch_size 8 --length 256
+"""
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from train_throughput import flops_per_token, matmul_throughput  # noqa: E402  (same FLOP count and peak)
+
+# aten op -> part of the step. Eager attention's two batched matmuls (scores, weighted values) count as attention, the
+# projections' mm/addmm as matmul; what is left is elementwise work (residual adds, RoPE, SiLU, norms' scaling, LoRA's
+# scaling) and the time between ops (Python, autograd, allocation) is framework overhead.
+PARTS = {
+    "matmul (projections, LM head)": ("aten::mm", "aten::addmm", "aten::addmm_", "aten::linear", "aten::matmul"),
+    "attention": ("aten::bmm", "aten::baddbmm", "aten::_softmax", "aten::_softmax_backward_data",
+                  "aten::_scaled_dot_product_flash_attention_for_cpu",
+                  "aten::_scaled_dot_product_flash_attention_for_cpu_backward"),
+    "loss head (softmax, gather, metrics)": ("aten::_log_softmax", "aten::_log_softmax_backward_data", "aten::gather",
+                                             "aten::scatter", "aten::scatter_add_", "aten::argmax", "aten::exp",
+                                             "aten::amax", "aten::masked_scatter", "aten::masked_fill_", "aten::eq",
+                                             "aten::lt", "aten::sub"),
+    "norms (RMSNorm)": ("aten::pow", "aten::mean", "aten::rsqrt"),
+    "dtype casts (autocast, fp32<->bf16)": ("aten::copy_", "aten::_to_copy"),
+    "optimizer (AdamW)": tuple(f"aten::_foreach_{op}" for op in (
+        "mul_", "add_", "addcmul_", "addcdiv_", "sqrt", "sqrt_", "div_", "lerp_", "add", "mul", "div")),
+}
+
+
+def load_sft():
+    spec = importlib.util.spec_from_file_location("sft_script", ROOT / "sft.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build(sft, args):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    attention = sft.pick_attention(None, False, False, args.length)  # what sft.py picks on a CPU
+    model = AutoModelForCausalLM.from_pretrained(sft.resolve_model(args.model_name_or_path), dtype=torch.float32,
+                                                 attn_implementation=attention)
+    if not args.full:
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", lora_dropout=0.0))
+    base = model if args.full else model.get_base_model()
+    add_fused_lm_head(base, outputs=("log_probs", "entropy", "is_top1"))  # as SFTTrainer does
+    if args.cpu_fast_path:
+        sft.add_cpu_lm_head(base)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    return model.train(), optimizer
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_name_or_path", default="smollm2-135m-instruct")
+    parser.add_argument("--full", action="store_true", help="Full fine-tuning instead of LoRA")
+    parser.add_argument("--cpu_fast_path", type=lambda v: v.lower() == "true", default=True)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--length", type=int, default=192, help="Row length; the first half is prompt (no loss)")
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "profile_step.json"))
+    args = parser.parse_args()
+
+    sft = load_sft()
+    model, optimizer = build(sft, args)
+    config = model.config.get_text_config()
+    peak, _ = matmul_throughput(config, torch.bfloat16)
+    ids = torch.randint(0, config.vocab_size, (args.batch_size, args.length))
+    labels = ids.clone()
+    labels[:, : args.length // 2] = -100
+    timings = {}
+
+    def step():
+        started = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, fused_lm_head=True).loss
+        forward = time.perf_counter()
+        loss.backward()
+        backward = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad()
+        timings.update(forward=forward - started, backward=backward - forward, optimizer=time.perf_counter() - backward)
+
+    step()  # warm-up
+    step()
+    unprofiled = dict(timings)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    wall = sum(timings.values())  # the profiled step: its ops' times add up to it, the rest is overhead
+    parts = dict.fromkeys(PARTS, 0.0)
+    parts["other elementwise (residual, RoPE, SiLU, LoRA scaling)"] = 0.0
+    for event in prof.key_averages():
+        if not event.key.startswith("aten::"):
+            continue
+        part = next((name for name, ops in PARTS.items() if event.key in ops),
+                    "other elementwise (residual, RoPE, SiLU, LoRA scaling)")
+        parts[part] += event.self_cpu_time_total / 1e6
+    parts["framework overhead (Python, autograd, allocation)"] = max(wall - sum(parts.values()), 0.0)
+    tokens, seconds = args.batch_size * args.length, sum(unprofiled.values())
+    mfu = flops_per_token(config, not args.full, args.length) * tokens / seconds / peak
+    print(f"{'full fine-tuning' if args.full else 'LoRA'}, CPU fast path {args.cpu_fast_path}, {args.batch_size} x "
+          f"{args.length} tokens, {torch.get_num_threads()} threads: {seconds:.2f} s/step (forward "
+          f"{unprofiled['forward']:.2f}, backward {unprofiled['backward']:.2f}, optimizer "
+          f"{unprofiled['optimizer']:.2f}), {tokens / seconds:.0f} tokens/s, MFU {mfu:.0%} of the measured bf16 peak {peak / 1e9:.0f} GFLOP/s")
+    print(f"| part (profiled step: {wall:.2f} s) | seconds | share |\n|---|---|---|")
+    for name, seconds in sorted(parts.items(), key=lambda item: -item[1]):
+        print(f"| {name} | {seconds:.2f} | {seconds / wall:.0%} |")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps({
+        "settings": vars(args), "threads": torch.get_num_threads(), "seconds_per_step": seconds, "timings": unprofiled,
+        "tokens_per_second": tokens / seconds, "mfu": mfu, "bf16_peak_gflops": peak / 1e9,
+        "profiled_step_seconds": wall, "parts_seconds": parts}, indent=2) + "\n")
+    print(f"Saved {args.output}")
+
+
+if __name__ == "__main__":
+    main()
