@@ -34,7 +34,7 @@ PARTS = {
                                              "aten::lt", "aten::sub"),
     "norms (RMSNorm)": ("aten::pow", "aten::mean", "aten::rsqrt"),
     "dtype casts (autocast, fp32<->bf16)": ("aten::copy_", "aten::_to_copy"),
-    "optimizer (AdamW)": tuple(f"aten::_foreach_{op}" for op in (
+    "optimizer (AdamW)": ("aten::_fused_adamw_",) + tuple(f"aten::_foreach_{op}" for op in (
         "mul_", "add_", "addcmul_", "addcdiv_", "sqrt", "sqrt_", "div_", "lerp_", "add", "mul", "div")),
 }
 
@@ -116,8 +116,8 @@ def main():
           f"{unprofiled['forward']:.2f}, backward {unprofiled['backward']:.2f}, optimizer "
           f"{unprofiled['optimizer']:.2f}), {tokens / seconds:.0f} tokens/s, MFU {mfu:.0%} of the measured bf16 peak {peak / 1e9:.0f} GFLOP/s")
     print(f"| part (profiled step: {wall:.2f} s) | seconds | share |\n|---|---|---|")
-    for name, seconds in sorted(parts.items(), key=lambda item: -item[1]):
-        print(f"| {name} | {seconds:.2f} | {seconds / wall:.0%} |")
+    for name, part_seconds in sorted(parts.items(), key=lambda item: -item[1]):
+        print(f"| {name} | {part_seconds:.2f} | {part_seconds / wall:.0%} |")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps({
         "settings": vars(args), "threads": torch.get_num_threads(), "seconds_per_step": seconds, "timings": unprofiled,
