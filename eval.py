@@ -1306,6 +1306,40 @@ SEQ2SEQ_TEMPLATE = (
 )
 GENERAL_DATASET = "examples/general"  # our own varied instructions with good answers (examples/general/generate.py)
 GENERAL_MAX_NEW_TOKENS = 128  # the reference answers are at most a few sentences
+TEXT_SUMMARY_ROWS = 200  # TensorBoard's text view is for reading, not for a whole test set
+# sft.py's prompt templates, for --prompt_template
+# copy of sft.py:PROMPT_TEMPLATES — keep identical (tests/test_copies.py)
+PROMPT_TEMPLATES = {
+    # <s>[INST] {prompt} [/INST] {completion}</s>
+    "mistral": (
+        "{{ bos_token }}{% for message in messages %}"
+        "{% if message['role'] == 'user' %}[INST] "
+        "{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}\n\n{% endif %}"
+        "{{ message['content'] }} [/INST]"
+        "{% elif message['role'] == 'assistant' %} {{ message['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
+    ),
+    # <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{prompt} [/INST] {completion} </s>
+    "llama2": (
+        "{{ bos_token }}{% for message in messages %}"
+        "{% if message['role'] == 'user' %}[INST] "
+        "{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}"
+        "<<SYS>>\n{{ messages[0]['content'] }}\n<</SYS>>\n\n{% endif %}"
+        "{{ message['content'] }} [/INST]"
+        "{% elif message['role'] == 'assistant' %} {{ message['content'] }} {{ eos_token }}{% endif %}{% endfor %}"
+    ),
+    # Plain concatenation: prompt then completion, for data that is already formatted.
+    "none": "{% for message in messages %}{{ message['content'] }}{% if message['role'] == 'assistant' %}"
+    "{{ eos_token }}{% endif %}{% endfor %}",
+    # Stanford Alpaca's prompt; an input, if any, is already part of the prompt.
+    "alpaca": (
+        "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}{% else %}"
+        "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+        "{% endif %}\n\n{% for message in messages %}"
+        "{% if message['role'] == 'user' %}### Instruction:\n{{ message['content'] }}\n\n"
+        "{% elif message['role'] == 'assistant' %}### Response:\n{{ message['content'] }}{{ eos_token }}\n\n{% endif %}"
+        "{% endfor %}{% if add_generation_prompt %}### Response:\n{% endif %}"
+    ),
+}
 
 
 @dataclass
@@ -1365,6 +1399,20 @@ class EvalArguments:
         default=None,
         metadata={"help": "Real SQLite databases in Spider's layout, DIR/<db_id>/<db_id>.sqlite: sql_execution_match "
                           "also runs rows with a db_id on a read-only copy of theirs."},
+    )
+    system_prompt: str | None = field(
+        default=None,
+        metadata={"help": "Replace (or add) the system turn of every row with this text, for the base and the "
+                          "fine-tuned model alike; recorded in metrics.json."},
+    )
+    system_prompt_file: str | None = field(
+        default=None, metadata={"help": "The same, read from a file (long prompts; e.g. examples/skills/prompts/)."}
+    )
+    prompt_template: str = field(
+        default="chat",
+        metadata={"help": "How prompts are formatted: 'chat' (the template saved with the model), or sft.py's "
+                          "'mistral', 'llama2', 'alpaca', 'none', to evaluate with another template.",
+                  "choices": ["chat", "mistral", "llama2", "alpaca", "none"]},
     )
     report_to: str = field(
         default="none",
@@ -1559,15 +1607,18 @@ def load_tokenizer(path):
     return tokenizer
 
 
-def load_chat_tokenizer(path, seq2seq=False):
-    """load_tokenizer plus the chat template prompts are rendered with: an encoder-decoder without one gets the template
-    sft.py trained it on; any other model without one stops with a one-line error."""
+def load_chat_tokenizer(path, seq2seq=False, prompt_template="chat"):
+    """load_tokenizer plus the chat template prompts are rendered with: one of PROMPT_TEMPLATES (--prompt_template), or
+    the saved one; an encoder-decoder without one gets the template sft.py trained it on; any other model without one
+    stops with a one-line error."""
     tokenizer = load_tokenizer(path)
-    if not tokenizer.chat_template and seq2seq:
+    if prompt_template != "chat":
+        tokenizer.chat_template = PROMPT_TEMPLATES[prompt_template]
+    elif not tokenizer.chat_template and seq2seq:
         tokenizer.chat_template = SEQ2SEQ_TEMPLATE  # what sft.py trains an encoder-decoder without a template on
     if not tokenizer.chat_template:
-        fail(f"{path} has no chat template; train with sft.py (it saves the prompt template with the model) or "
-             "evaluate a chat model")
+        fail(f"{path} has no chat template; train with sft.py (it saves the prompt template with the model), "
+             "evaluate a chat model, or pass --prompt_template mistral|llama2|alpaca|none")
     return tokenizer
 
 
@@ -1832,14 +1883,18 @@ def to_messages(record, source):
          "instruction(+input)+output")
 
 
-def build_rows(records, tokenizer, source):
-    """Split every record into the prompt the model sees (rendered with the saved template) and the reference."""
+def build_rows(records, tokenizer, source, system_prompt=None):
+    """Split every record into the prompt the model sees (rendered with the saved template) and the reference.
+
+    A system_prompt replaces the record's system turn, or comes first where it has none."""
     rows = []
     for index, record in enumerate(records):
         try:
             messages, tools = to_messages(record, source)
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             fail(f"{source}: record {index}: {error}")
+        if system_prompt is not None:
+            messages = [{"role": "system", "content": system_prompt}] + [m for m in messages if m["role"] != "system"]
         if not messages or messages[-1]["role"] != "assistant":
             fail(f"{source}: record {index} does not end with an assistant answer to compare against")
         if record.get("expected_calls") is not None:
@@ -1869,11 +1924,11 @@ def build_rows(records, tokenizer, source):
 
 def process_state():
     """accelerate's view of this process (one of several under `accelerate launch`)."""
-    import torch
     from accelerate import PartialState
 
-    # without cpu=True accelerate treats torchrun-started processes on a machine without CUDA as independent runs
-    return PartialState(cpu=not torch.cuda.is_available())
+    # without cpu=True accelerate treats torchrun-started processes on a machine without CUDA as independent runs;
+    # on Apple Silicon it picks the GPU (MPS)
+    return PartialState(cpu=pick_device() == "cpu")
 
 
 def main_process():
@@ -2305,6 +2360,64 @@ def check_backend(args):
         fail("--backend vllm: run it with python, not accelerate launch (vLLM manages the GPUs itself)")
 
 
+# copies of sft.py:pick_device,hub_token_from_env,check_wandb_login — keep identical (tests/test_copies.py)
+def pick_device():
+    """'cuda', 'mps' (Apple Silicon) or 'cpu'. Repeated in sft.py and eval.py; a test keeps the copies identical."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def hub_token_from_env():
+    """The Hugging Face token from HF_TOKEN, or from HF_API_KEY (a common name in users' setups), which is then
+    exported as HF_TOKEN so that huggingface_hub finds it too. Never printed. Repeated in sft.py and eval.py; a test
+    keeps the copies identical."""
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or os.environ.get("HF_API_KEY")
+    if token and not os.environ.get("HF_TOKEN"):
+        os.environ["HF_TOKEN"] = token
+    return token
+
+
+def check_wandb_login():
+    """Fail before any model loads when W&B has no credentials, rather than with a traceback once a run has started.
+    Repeated in sft.py and eval.py; a test keeps the copies identical."""
+    import wandb
+
+    try:
+        wandb.login(verify=False)  # no network: finds a key (or asks on a terminal); offline mode needs none
+    except Exception as error:  # UsageError (no key), AuthenticationError (malformed key): one line each
+        reason = str(error).splitlines()[0].rstrip(".")
+        fail(f"--report_to wandb: {reason}; run `wandb login`, export WANDB_API_KEY=..., or export WANDB_MODE=offline "
+             "(and `wandb sync` later)")
+
+
+def read_system_prompt(args):
+    """The system prompt of --system_prompt or --system_prompt_file (None: the rows' own), checked before any model
+    loads."""
+    if args.system_prompt is not None and args.system_prompt_file:
+        fail("--system_prompt and --system_prompt_file both given; pass one of them")
+    if not args.system_prompt_file:
+        return args.system_prompt
+    path = Path(args.system_prompt_file)
+    if not path.is_file():
+        fail(f"--system_prompt_file {path}: no such file")
+    text = path.read_text(encoding="utf-8").strip()
+    if not text:
+        fail(f"--system_prompt_file {path}: the file is empty; write the system prompt into it")
+    return text
+
+
+def prompt_record(args, system_prompt, rows):
+    """What metrics.json records about the prompt: "you have to pair the right format with the right model"."""
+    return {"template": args.prompt_template if args.prompt_template != "chat" else "chat (saved with the model)",
+            "system_prompt": system_prompt, "system_prompt_file": args.system_prompt_file,
+            "first_prompt": rows[0]["prompt"]}
+
+
 def parse_reporters(value):
     """--report_to names -> list; fails naming the pip package when one is not installed."""
     names = [n.strip().lower() for n in str(value).split(",") if n.strip() and n.strip().lower() != "none"]
@@ -2317,19 +2430,24 @@ def parse_reporters(value):
     return names
 
 
-def report_metrics(reporters, results, output_dir, args):
-    """Log the numeric metrics to wandb / TensorBoard: eval/<metric> for the model, base/<metric> for the base."""
+def report_metrics(reporters, results, output_dir, args, rows):
+    """Log to wandb / TensorBoard: the numeric metrics (eval/<metric> for the model, base/<metric> for the base) and
+    the per-row predictions with their verdicts (and the base model's answers) as a table / text."""
     flat = {}
     for name, scores in results.items():
         prefix = "base" if name == "base" else "eval"
         flat.update({f"{prefix}/{key}": value for key, value in scores.items()
                      if isinstance(value, (int, float)) and not isinstance(value, bool)})
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    # nested values (lists, dicts) as JSON text: a table column holds one kind of value
+    table = [[value if value is None or isinstance(value, (str, int, float, bool)) else json.dumps(value, default=str)
+              for value in (row.get(column) for column in columns)] for row in rows]
     if "wandb" in reporters:
         import wandb
 
         run = wandb.init(project=os.environ.get("WANDB_PROJECT", "smolft"), job_type="eval",
                          config={key: value for key, value in vars(args).items()})
-        run.log(flat)
+        run.log({**flat, "eval/predictions": wandb.Table(columns=columns, data=table, allow_mixed_types=True)})
         run.finish()
     if "tensorboard" in reporters:
         from torch.utils.tensorboard import SummaryWriter
@@ -2337,6 +2455,11 @@ def report_metrics(reporters, results, output_dir, args):
         writer = SummaryWriter(log_dir=str(output_dir / "runs"))
         for key, value in flat.items():
             writer.add_scalar(key, value, 0)
+        shown = [["" if v is None else str(v).replace("|", "\\|").replace("\n", "<br>") for v in row]
+                 for row in table[:TEXT_SUMMARY_ROWS]]
+        writer.add_text("eval/predictions", "\n".join(
+            ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+            + ["| " + " | ".join(row) + " |" for row in shown]), 0)
         writer.close()
         logger.info(f"TensorBoard logs in {output_dir / 'runs'}")
 
@@ -2407,6 +2530,8 @@ def generate_and_score(args, metrics):
         fail("--max_new_tokens must be at least 1")
     args.batch_size = parse_batch_size(args.batch_size)
     check_backend(args)
+    system_prompt = read_system_prompt(args)
+    hub_token_from_env()
 
     model_path = resolve_model(args.model_name_or_path)
     # The fine-tuned folder's tokenizer carries the template used in training: prompts for the base model use it too,
@@ -2415,7 +2540,7 @@ def generate_and_score(args, metrics):
     if seq2seq and args.backend == "vllm":
         fail(f"--backend vllm: {args.model_name_or_path} is an encoder-decoder model, which vLLM does not generate "
              "with; use --backend transformers")
-    tokenizer = load_chat_tokenizer(model_path, seq2seq)
+    tokenizer = load_chat_tokenizer(model_path, seq2seq, args.prompt_template)
     records = load_records(args.dataset, args.dataset_config, args.split)
     if args.max_samples:
         records = records[: args.max_samples]
@@ -2425,7 +2550,7 @@ def generate_and_score(args, metrics):
         tokenizer.chat_template = TOOL_FALLBACK_TEMPLATE + tokenizer.chat_template
         logger.info("The chat template cannot render tools: prompts use the fallback of sft.py (schemas in the system "
                     "turn, calls as JSON lines)")
-    rows = build_rows(records, tokenizer, args.dataset)
+    rows = build_rows(records, tokenizer, args.dataset, system_prompt)
     general_path = general_dataset_path(args)
     general_records = load_records(general_path, None, "test")[: args.max_samples] if general_path else []
     general_rows = build_rows(general_records, tokenizer, general_path)
@@ -2456,11 +2581,15 @@ def generate_and_score(args, metrics):
     if general_rows and main_process():
         all_rows["general"] = forgetting_check(results, base if args.compare_base else None, tokenizer, general_rows,
                                                general_path, args)
-    return (results if main_process() else None), all_rows, output_dir
+    # what metrics.json records about the prompt, and the columns the metrics did not add (see write_results)
+    extra = {"prompt": prompt_record(args, system_prompt, rows), "source_keys": set(rows[0])}
+    return (results if main_process() else None), all_rows, output_dir, extra
 
 
-def write_results(output_dir, results, all_rows, reporters, args):
-    """metrics.json, predictions.jsonl (with base_prediction next to each prediction), the printed table."""
+def write_results(output_dir, results, all_rows, reporters, args, prompt=None, source_keys=None):
+    """metrics.json (with the prompt record, when generated), predictions.jsonl (with base_prediction next to each
+    prediction, and the base's verdicts as base_<name> when source_keys names the columns before scoring), the
+    printed table."""
     output_dir.mkdir(parents=True, exist_ok=True)
     final = dict(results[list(results)[-1]])
     general = all_rows.get("general")
@@ -2468,11 +2597,14 @@ def write_results(output_dir, results, all_rows, reporters, args):
         final["general_dataset"] = general["dataset"]
     if "base" in results:
         final["base"] = results["base"]
+    if prompt is not None:
+        final["prompt"] = prompt
     write_atomic(output_dir / "metrics.json", json.dumps(final, indent=2, default=str) + "\n")
     lines = []
     for index, row in enumerate(all_rows["model"]):
-        if "base" in all_rows:
-            row["base_prediction"] = all_rows["base"][index]["prediction"]
+        if "base" in all_rows:  # the base model's answer and verdicts (base_prediction, base_exact_match, ...)
+            row.update({f"base_{key}": value for key, value in all_rows["base"][index].items()
+                        if key == "prediction" or source_keys is not None and key not in source_keys})
         lines.append(json.dumps(row, ensure_ascii=False, default=str))
     write_atomic(output_dir / "predictions.jsonl", "\n".join(lines) + "\n")
     if general:
@@ -2486,7 +2618,7 @@ def write_results(output_dir, results, all_rows, reporters, args):
             if not isinstance(value, (int, float)):
                 print(f"{name} {key}: {value}")
     if reporters:
-        report_metrics(reporters, results, output_dir, args)
+        report_metrics(reporters, results, output_dir, args, all_rows["model"])
     print(f"Wrote {output_dir / 'metrics.json'} and {output_dir / 'predictions.jsonl'}")
 
 
@@ -2504,17 +2636,20 @@ def main(args):
     if args.sql_database_dir and not Path(args.sql_database_dir).is_dir():
         fail(f"--sql_database_dir {args.sql_database_dir}: no such folder (expected <db_id>/<db_id>.sqlite inside)")
     reporters = parse_reporters(args.report_to)
+    if "wandb" in reporters and main_process():
+        check_wandb_login()
 
     if args.predictions:
         output_dir = Path(args.output_dir or Path(args.predictions).parent / "rescored")
         if (output_dir / "predictions.jsonl").resolve() == Path(args.predictions).resolve():
             fail(f"--predictions {args.predictions}: re-scoring would overwrite it; choose another --output_dir")
         results, all_rows = rescore_predictions(args, metrics)
+        extra = {}
     else:
-        results, all_rows, output_dir = generate_and_score(args, metrics)
+        results, all_rows, output_dir, extra = generate_and_score(args, metrics)
         if results is None:
             return
-    write_results(output_dir, results, all_rows, reporters, args)
+    write_results(output_dir, results, all_rows, reporters, args, **extra)
 
 
 if __name__ == "__main__":

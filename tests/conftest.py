@@ -1,6 +1,7 @@
 """Shared fixtures: load a top-level script as a module, and paths to the repository."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -108,3 +109,65 @@ def tiny_t5_dir(tmp_path_factory):
     T5ForConditionalGeneration(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+def offline_wandb_env(folder):
+    """Environment for the real wandb client with no account and no network: runs land in <folder>/wandb."""
+    folder = Path(folder)
+    return {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(folder), "WANDB_API_KEY": "",
+            "WANDB_DATA_DIR": str(folder / "data"), "WANDB_CACHE_DIR": str(folder / "cache"),
+            "WANDB_CONFIG_DIR": str(folder / "config"), "WANDB_PROJECT": "smolft-tests"}
+
+
+def read_wandb_runs(folder):
+    """Every offline run under <folder>/wandb, read back from its .wandb file (wandb's protobuf records in LevelDB's
+    log format; wandb >= 0.19 ships no Python reader for it): {"history": [...], "artifacts": [...], "dir": run dir}.
+
+    Artifacts are {"name", "type", "files": {path in the artifact: staged local copy}}."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    runs = []
+    for path in sorted(Path(folder).glob("wandb/offline-run-*/*.wandb")):
+        data = path.read_bytes()
+        assert data[:4] == b":W&B", path
+        run = {"history": [], "artifacts": [], "dir": path.parent}
+        position, pending = 7, b""  # after the 7-byte file header
+        while position + 7 <= len(data):
+            if 32768 - position % 32768 < 7:  # a block's tail too short for a record header is padding
+                position += 32768 - position % 32768
+                continue
+            _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+            chunk = data[position + 7 : position + 7 + length]
+            position += 7 + length
+            pending = chunk if kind in (1, 2) else pending + chunk  # FULL/FIRST start a record, MIDDLE/LAST extend
+            if kind not in (1, 4):
+                continue
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            if record.HasField("history"):
+                run["history"].append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                                       for item in record.history.item})
+            elif record.HasField("artifact"):
+                run["artifacts"].append({"name": record.artifact.name, "type": record.artifact.type,
+                                         "files": {entry.path: entry.local_path
+                                                   for entry in record.artifact.manifest.contents}})
+        runs.append(run)
+    return runs
+
+
+def read_tensorboard(folder):
+    """{tag: [(step, value)]} of every event file under folder: scalars as floats, text summaries as str."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    found = {}
+    for run_dir in sorted({path.parent for path in Path(folder).rglob("events.out.tfevents.*")}):
+        events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
+        events.Reload()
+        for tag in events.Tags()["scalars"]:
+            found.setdefault(tag, []).extend((e.step, e.value) for e in events.Scalars(tag))
+        for tag in events.Tags()["tensors"]:
+            found.setdefault(tag.removesuffix("/text_summary"), []).extend(
+                (e.step, e.tensor_proto.string_val[0].decode()) for e in events.Tensors(tag))
+    return found

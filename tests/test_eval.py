@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, load_script, run_script, write_json
+from conftest import ROOT, load_script, offline_wandb_env, read_wandb_runs, run_script, write_json
 
 ev = load_script("eval")
 
@@ -191,39 +191,31 @@ def test_generation_end_to_end_writes_metrics_and_predictions(single_run, data_f
 
 
 def test_adapter_is_loaded_on_its_base_and_compared_with_it(adapter_dir, data_file, tmp_path):
-    # a stand-in wandb package records what eval.py logs (the real one is not a dependency)
-    fake = tmp_path / "fake" / "wandb.py"
-    fake.parent.mkdir()
-    fake.write_text("import json, os\n"
-                    "def _write(kind, data):\n"
-                    "    with open(os.environ['FAKE_WANDB_LOG'], 'a') as f:\n"
-                    "        f.write(json.dumps({kind: data}, default=str) + '\\n')\n"
-                    "class Run:\n"
-                    "    def log(self, data): _write('log', data)\n"
-                    "    def finish(self): _write('finish', True)\n"
-                    "def init(**kwargs):\n"
-                    "    _write('init', kwargs)\n"
-                    "    return Run()\n")
-    log = tmp_path / "wandb.jsonl"
+    # the real wandb client, offline (no account, no network); the run is read back from its .wandb file
     output_dir = tmp_path / "eval"
     result = run_script("eval.py", "--model_name_or_path", adapter_dir, "--dataset", data_file, "--output_dir",
                         output_dir, "--compare_base", "--report_to", "wandb", *FLAGS,
-                        env={"PYTHONPATH": str(fake.parent), "FAKE_WANDB_LOG": str(log)})
+                        env=offline_wandb_env(tmp_path / "wb"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| metric | base | fine-tuned |" in result.stdout
     metrics = json.loads((output_dir / "metrics.json").read_text())
     assert "rouge1" in metrics and "rouge1" in metrics["base"]
     assert metrics["perplexity"] != metrics["base"]["perplexity"]  # the adapter was applied
     predictions = read_jsonl(output_dir / "predictions.jsonl")
-    assert all("base_prediction" in p for p in predictions)
+    assert all("base_prediction" in p and "base_exact_match" in p for p in predictions)
     assert any(p["prediction"] != p["base_prediction"] for p in predictions)
 
-    events = read_jsonl(log)
-    assert events[0]["init"]["job_type"] == "eval" and events[0]["init"]["project"]
-    logged = events[1]["log"]
+    (run,) = read_wandb_runs(tmp_path / "wb")
+    logged = {key: value for entry in run["history"] for key, value in entry.items()}
     assert logged["eval/perplexity"] == metrics["perplexity"]
     assert logged["base/rouge1"] == metrics["base"]["rouge1"]
-    assert events[-1] == {"finish": True}
+    (table_file,) = (run["dir"] / "files" / "media" / "table" / "eval").glob("predictions_*.table.json")
+    table = json.loads(table_file.read_text())
+    rows = [dict(zip(table["columns"], row)) for row in table["data"]]
+    # one row per example, with the verdicts of the fine-tuned and the base model
+    assert [row["prediction"] for row in rows] == [p["prediction"] for p in predictions]
+    assert [row["base_exact_match"] for row in rows] == [p["base_exact_match"] for p in predictions]
+    assert {"prompt", "reference", "base_prediction", "exact_match"} <= set(table["columns"])
 
 
 # SLOWEST TEST HERE: starts two processes (each imports torch/transformers and loads the tiny model) on 2 cores

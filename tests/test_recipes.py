@@ -21,10 +21,11 @@ def read_metrics(folder):
 
 
 def test_instruct_train_and_eval(tmp_path):
-    out = tmp_path / "instruct"
-    make("instruct-train", OUT=out, ARGS=SHORT_TRAIN)
+    data, out = tmp_path / "instruct-data", tmp_path / "instruct"
+    make("instruct-train", DATA_OUT=data, OUT=out, ARGS=SHORT_TRAIN)  # exports the data to DATA_OUT first
+    assert (data / "train.jsonl").exists() and (data / "test.jsonl").exists()
     assert (out / "adapter_model.safetensors").exists() and (out / "README.md").exists()
-    result = make("instruct-eval", OUT=out, ARGS="--max_samples 4 --max_new_tokens 8")
+    result = make("instruct-eval", DATA_OUT=data, OUT=out, ARGS="--max_samples 4 --max_new_tokens 8")
     assert "| perplexity |" in result.stdout and "fine-tuned" in result.stdout
     metrics = read_metrics(out)
     assert {"perplexity", "rougeL", "exact_match", "base"} <= set(metrics)
@@ -105,9 +106,9 @@ def test_text2sql_two_stages_and_plots(tmp_path):
 
 
 def test_finance_train_and_rouge_table(tmp_path):
-    out = tmp_path / "finance"
-    make("finance-train", OUT=out, ARGS=SHORT_TRAIN)
-    result = make("finance-eval", OUT=out, ARGS="--max_samples 3 --max_new_tokens 16")
+    data, out = tmp_path / "finance-data", tmp_path / "finance"
+    make("finance-train", DATA_OUT=data, OUT=out, ARGS=SHORT_TRAIN)
+    result = make("finance-eval", DATA_OUT=data, OUT=out, ARGS="--max_samples 3 --max_new_tokens 16")
     assert "| rouge1 |" in result.stdout and "| rougeLsum |" in result.stdout
 
 
