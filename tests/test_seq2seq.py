@@ -348,3 +348,11 @@ def test_bart_trains_and_evaluates_through_the_same_path(tiny_t5_dir, data_dir, 
     run_eval("--model_name_or_path", out, "--dataset", data_dir / "test.json", "--max_new_tokens", "3",
              "--metrics", "exact_match,perplexity", "--output_dir", tmp_path / "eval")
     assert 1 < json.loads((tmp_path / "eval" / "metrics.json").read_text())["perplexity"] < float("inf")
+
+
+def test_prediction_samples_of_an_encoder_decoder_run(lora_run):
+    """--log_predictions (default 4) on a seq2seq model: the encoder's prompt, the decoded labels, the decoder's answer."""
+    rows = [json.loads(line) for line in (lora_run / f"predictions_step{STEPS}.jsonl").read_text().splitlines()]
+    answers = {answer for _, answer in PAIRS}
+    assert len(rows) == 4 and all(row["reference"] in answers and row["prompt"] for row in rows)
+    assert all(isinstance(row["prediction"], str) and "<pad>" not in row["prediction"] for row in rows)
