@@ -1864,35 +1864,25 @@ def log_model_artifact(output_dir, model_name, kind, prompt_template, metrics):
     logger.info(f"W&B model artifact {artifact.name}: {', '.join(sorted(artifact.manifest.entries))}")
 
 
-def main(script_args, training_args, model_args, extra):
-    state = PartialState()
-    logging.basicConfig(format="%(message)s", level=logging.INFO if state.is_main_process else logging.WARNING)
+def print_memory_estimate(state, model_args, training_args):
+    """--estimate_memory: memory of full fine-tuning, LoRA and QLoRA from the model's config (no weights)."""
+    model_name = model_args.model_name_or_path or DEFAULT_MODEL
+    with state.main_process_first():
+        model_path = resolve_model(model_name)
+    config = load_model_config(model_path, model_name, model_args.model_revision, training_args.trust_remote_code)
+    if model_kind(config, model_name) == "seq2seq":
+        fail(f"--estimate_memory sizes decoder-only (Llama-style) models; {model_name} is an encoder-decoder "
+             f"({config.model_type}), which it does not cover")
+    if state.is_main_process:
+        print(estimate_memory(
+            config.get_text_config(), model_name, training_args.per_device_train_batch_size,
+            training_args.max_length or 1024, model_args.lora_r, model_args.lora_target_modules,
+            2 if model_args.dtype in ("bfloat16", "float16", "auto") else 4)["table"])
 
+
+def check_arguments(state, script_args, training_args, model_args, extra):
+    """Fail fast on everything we can check before loading a model; returns the checkpoint to resume from."""
     output_dir = Path(training_args.output_dir)
-    if extra.plots_only:
-        written = plot_losses(output_dir)
-        print(f"Wrote {', '.join(written) or 'no plots (no losses logged)'} to {output_dir}")
-        return
-    if extra.export:
-        if state.is_main_process:
-            export_gguf(output_dir, extra.export_type, extra.overwrite_output_dir)
-        return
-    if extra.estimate_memory:
-        model_name = model_args.model_name_or_path or DEFAULT_MODEL
-        with state.main_process_first():
-            model_path = resolve_model(model_name)
-        config = load_model_config(model_path, model_name, model_args.model_revision, training_args.trust_remote_code)
-        if model_kind(config, model_name) == "seq2seq":
-            fail(f"--estimate_memory sizes decoder-only (Llama-style) models; {model_name} is an encoder-decoder "
-                 f"({config.model_type}), which it does not cover")
-        if state.is_main_process:
-            print(estimate_memory(
-                config.get_text_config(), model_name, training_args.per_device_train_batch_size,
-                training_args.max_length or 1024, model_args.lora_r, model_args.lora_target_modules,
-                2 if model_args.dtype in ("bfloat16", "float16", "auto") else 4)["table"])
-        return
-
-    # Fail fast on everything we can check before loading a model.
     if script_args.dataset_name is None:
         fail("--dataset_name is required: a hub dataset, a save_to_disk folder or a .json/.jsonl/.csv/.parquet file")
     check_process_count(state.num_processes)
@@ -1935,13 +1925,11 @@ def main(script_args, training_args, model_args, extra):
         fail("--push_to_hub needs a Hugging Face token: export HF_TOKEN=... or HF_API_KEY=... (it is never printed)")
     if extra.init_adapter and not (Path(extra.init_adapter) / "adapter_config.json").exists():
         fail(f"--init_adapter {extra.init_adapter}: no adapter_config.json there; point it at a LoRA output folder")
+    return resume
 
-    model_name = model_args.model_name_or_path or DEFAULT_MODEL
-    with state.main_process_first():
-        model_path = resolve_model(model_name)
-    seq2seq = model_kind(load_model_config(model_path, model_name, model_args.model_revision,
-                                           training_args.trust_remote_code), model_name) == "seq2seq"
-    check_seq2seq_flags(seq2seq, training_args, extra)
+
+def prepare_tokenizer(model_path, model_name, seq2seq, extra):
+    """The tokenizer with the template that training renders (and saves with the model)."""
     tokenizer = load_tokenizer(model_path)
     if extra.prompt_template in PROMPT_TEMPLATES:
         tokenizer.chat_template = PROMPT_TEMPLATES[extra.prompt_template]
@@ -1950,16 +1938,12 @@ def main(script_args, training_args, model_args, extra):
         logger.info(f"{model_name} has no chat template: prompts go to the encoder as plain text")
     elif extra.prompt_template == "chat" and not tokenizer.chat_template:
         fail(f"{model_name} has no chat template; pass --prompt_template mistral|llama2|alpaca (base models)")
+    return tokenizer
 
-    # Data: load, detect the format, tokenize with the template, count what the length limit does.
-    with state.main_process_first():
-        raw = load_raw_dataset(script_args.dataset_name, script_args.dataset_config)
-        train_raw, eval_raw = prepare_splits(raw, script_args, training_args, extra)
-        data_format = detect_format(train_raw.column_names, script_args.dataset_name)
-        check_chat_records(raw, script_args.dataset_name)
-    if extra.export_data:
-        export_splits(extra.export_data, dict(raw), data_format)
-        return
+
+def tokenize_splits(state, train_raw, eval_raw, tokenizer, data_format, seq2seq, model_name, script_args,
+                    training_args, extra):
+    """Tokenize train, eval and the general set with the template; report what the length limit did."""
     if "tools" in train_raw.column_names and seq2seq:
         fail(f"{script_args.dataset_name}: tool-calling data (a tools column) trains decoder-only models; "
              f"{model_name} is an encoder-decoder model")
@@ -1993,8 +1977,11 @@ def main(script_args, training_args, model_args, extra):
     # Our tokenized data already carries the completion mask, so TRL must apply it rather than guess from columns.
     training_args.completion_only_loss = True
     training_args.assistant_only_loss = False
+    return train_dataset, eval_dataset, general_dataset, stats
 
-    # Model
+
+def load_training_model(state, model_path, model_name, seq2seq, model_args, training_args, extra):
+    """The model to train (4/8-bit for QLoRA) and its LoRA config (None when --init_adapter continues one)."""
     quantization_config = None
     if model_args.load_in_4bit or model_args.load_in_8bit:
         # QLoRA: NF4 with double quantization, computing in bf16 where the hardware has it (the paper's setup).
@@ -2017,7 +2004,6 @@ def main(script_args, training_args, model_args, extra):
                         if quantization_config is not None else None))
     except OSError as error:
         fail(f"could not load model {model_name}: {str(error).splitlines()[0]}")
-    fast_path = cpu_fast_path(extra, training_args, model_args, seq2seq)
     peft_config = get_peft_config(model_args)
     if peft_config is not None and seq2seq:
         peft_config.task_type = "SEQ_2_SEQ_LM"
@@ -2027,7 +2013,12 @@ def main(script_args, training_args, model_args, extra):
         model = PeftModel.from_pretrained(model, extra.init_adapter, is_trainable=True)
         peft_config = None
         model_args.use_peft = True
+    return model, peft_config, quantization_config
 
+
+def build_trainer(model, peft_config, seq2seq, fast_path, train_dataset, eval_dataset, general_dataset, tokenizer,
+                  training_args, model_args, extra):
+    """SFTTrainer (Trainer with a seq2seq collator for encoder-decoders) plus our callbacks."""
     if seq2seq:
         trainer = seq2seq_trainer(model, training_args, train_dataset, eval_dataset, tokenizer, peft_config)
     else:
@@ -2039,9 +2030,13 @@ def main(script_args, training_args, model_args, extra):
         general_callback = GeneralEvalCallback(general_dataset)
         general_callback.trainer = trainer
         trainer.add_callback(general_callback)
-    add_tracking(trainer, eval_dataset, tokenizer, extra, output_dir)
+    add_tracking(trainer, eval_dataset, tokenizer, extra, Path(training_args.output_dir))
+    return trainer
 
-    # One summary of the resolved setup.
+
+def log_setup(state, trainer, model_name, model_path, seq2seq, fast_path, data_format, stats, script_args,
+              training_args, model_args, extra):
+    """One summary of the resolved setup."""
     world = state.num_processes
     effective_batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world
     rows = len(trainer.train_dataset)
@@ -2059,18 +2054,23 @@ def main(script_args, training_args, model_args, extra):
         f"Trainable parameters {trainable:,} || All parameters {total:,} || Trainable % {100 * trainable / total:.4f}"
         f" | memory footprint {trainer.model.get_memory_footprint() / 2**20:.0f} MiB\n"
         f"Data: {script_args.dataset_name} | format {data_format} | template {extra.prompt_template} | "
-        f"train {train_stats['kept']} examples, {train_stats['tokens']:,} tokens"
-        + (f" | eval {stats['eval']['kept']} examples" if eval_dataset is not None else "")
+        f"train {stats['train']['kept']} examples, {stats['train']['tokens']:,} tokens"
+        + (f" | eval {stats['eval']['kept']} examples" if "eval" in stats else "")
         + (f" | general eval {stats['general']['kept']} examples ({extra.general_eval_dataset})"
-           if general_dataset is not None else "")
+           if "general" in stats else "")
         + f"\nBatch: {training_args.per_device_train_batch_size} per device x {training_args.gradient_accumulation_steps}"
         f" accumulation x {world} processes = {effective_batch} "
         f"{'packed rows of up to ' + str(training_args.max_length) + ' tokens' if training_args.packing else 'examples'}"
-        f" | {rows} rows | {steps} optimizer steps | output {output_dir}")
+        f" | {rows} rows | {steps} optimizer steps | output {training_args.output_dir}")
 
     if training_args.packing and not torch.cuda.is_available():
         logger.warning("Packing on CPU: without FlashAttention every packed batch is attended as one long sequence "
                        "(cost grows with its square); the default length-grouped batches train faster here")
+
+
+def train_and_evaluate(trainer, state, training_args, extra, stats, resume):
+    """Train (resuming if asked), then evaluate once more; returns the metrics to save."""
+    output_dir = Path(training_args.output_dir)
     if extra.overwrite_output_dir and state.is_main_process and not resume:
         for name in MODEL_FILES:  # an old finished model must not survive next to a failed new run
             (output_dir / name).unlink(missing_ok=True)
@@ -2078,20 +2078,42 @@ def main(script_args, training_args, model_args, extra):
     result = trainer.train(resume_from_checkpoint=resume or None)
     metrics = dict(result.metrics)
     metrics["trained_tokens_per_second"] = round(
-        train_stats["tokens"] * training_args.num_train_epochs / max(time.time() - started, 1e-9), 1) \
+        stats["train"]["tokens"] * training_args.num_train_epochs / max(time.time() - started, 1e-9), 1) \
         if training_args.max_steps <= 0 else None
-    if eval_dataset is not None:
+    if "eval" in stats:
         metrics.update(trainer.evaluate())
     metrics = {k: v for k, v in metrics.items() if v is not None}
+    return metrics
 
+
+def write_merged(trainer, tokenizer, quantization_config, seq2seq, model_args, output_dir):
+    """--merge_adapter: the merged full model in <output_dir>/merged, written atomically."""
+    if quantization_config is None:
+        merged = trainer.model.merge_and_unload()
+    else:  # never merge into 4/8-bit weights: the adapter goes onto a full-precision copy of the base
+        adapter = json.loads((output_dir / "adapter_config.json").read_text())
+        merged = load_trained(output_dir, adapter, torch.bfloat16 if model_args.dtype == "bfloat16" else
+                              torch.float32, AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM)
+        merged = merged.merge_and_unload()
+    tmp = output_dir / ".merged-partial"
+    merged.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(output_dir / "merged", ignore_errors=True)
+    os.replace(tmp, output_dir / "merged")
+    logger.info(f"Merged model written to {output_dir / 'merged'}")
+
+
+def save_outputs(trainer, state, tokenizer, model_name, metrics, stats, sampled, sampled_split, script_args,
+                 training_args, model_args, extra):
+    """The model, its state, metrics, model card, sample prompts, plots and tracking artifacts (rank 0)."""
+    output_dir = Path(training_args.output_dir)
     save_final(trainer, output_dir, tokenizer, model_name)
     if state.is_main_process:
         trainer.save_state()
         trainer.save_metrics("all", metrics)
         write_model_card(output_dir, model_name, script_args, training_args, model_args, stats, metrics)
-        sampled = eval_raw if eval_raw is not None else train_raw
         save_sample_prompts(output_dir, sampled, detect_format(sampled.column_names, script_args.dataset_name),
-                            "eval" if eval_raw is not None else "train")
+                            sampled_split)
         if extra.plots:
             plot_losses(output_dir, trainer.state.log_history)
         if extra.log_model:
@@ -2101,20 +2123,59 @@ def main(script_args, training_args, model_args, extra):
             import wandb
 
             wandb.finish()
+
+
+def main(script_args, training_args, model_args, extra):
+    state = PartialState()
+    logging.basicConfig(format="%(message)s", level=logging.INFO if state.is_main_process else logging.WARNING)
+
+    output_dir = Path(training_args.output_dir)
+    if extra.plots_only:
+        written = plot_losses(output_dir)
+        print(f"Wrote {', '.join(written) or 'no plots (no losses logged)'} to {output_dir}")
+        return
+    if extra.export:
+        if state.is_main_process:
+            export_gguf(output_dir, extra.export_type, extra.overwrite_output_dir)
+        return
+    if extra.estimate_memory:
+        return print_memory_estimate(state, model_args, training_args)
+    resume = check_arguments(state, script_args, training_args, model_args, extra)
+
+    model_name = model_args.model_name_or_path or DEFAULT_MODEL
+    with state.main_process_first():
+        model_path = resolve_model(model_name)
+    seq2seq = model_kind(load_model_config(model_path, model_name, model_args.model_revision,
+                                           training_args.trust_remote_code), model_name) == "seq2seq"
+    check_seq2seq_flags(seq2seq, training_args, extra)
+    tokenizer = prepare_tokenizer(model_path, model_name, seq2seq, extra)
+
+    # Data: load, detect the format, tokenize with the template, count what the length limit does.
+    with state.main_process_first():
+        raw = load_raw_dataset(script_args.dataset_name, script_args.dataset_config)
+        train_raw, eval_raw = prepare_splits(raw, script_args, training_args, extra)
+        data_format = detect_format(train_raw.column_names, script_args.dataset_name)
+        check_chat_records(raw, script_args.dataset_name)
+    if extra.export_data:
+        export_splits(extra.export_data, dict(raw), data_format)
+        return
+    train_dataset, eval_dataset, general_dataset, stats = tokenize_splits(
+        state, train_raw, eval_raw, tokenizer, data_format, seq2seq, model_name, script_args, training_args, extra)
+
+    model, peft_config, quantization_config = load_training_model(state, model_path, model_name, seq2seq, model_args,
+                                                                  training_args, extra)
+    fast_path = cpu_fast_path(extra, training_args, model_args, seq2seq)
+    trainer = build_trainer(model, peft_config, seq2seq, fast_path, train_dataset, eval_dataset, general_dataset,
+                            tokenizer, training_args, model_args, extra)
+    log_setup(state, trainer, model_name, model_path, seq2seq, fast_path, data_format, stats, script_args,
+              training_args, model_args, extra)
+    metrics = train_and_evaluate(trainer, state, training_args, extra, stats, resume)
+
+    sampled, sampled_split = (eval_raw, "eval") if eval_raw is not None else (train_raw, "train")
+    save_outputs(trainer, state, tokenizer, model_name, metrics, stats, sampled, sampled_split, script_args,
+                 training_args, model_args, extra)
     if extra.merge_adapter and model_args.use_peft and state.is_main_process:
-        if quantization_config is None:
-            merged = trainer.model.merge_and_unload()
-        else:  # never merge into 4/8-bit weights: the adapter goes onto a full-precision copy of the base
-            adapter = json.loads((output_dir / "adapter_config.json").read_text())
-            merged = load_trained(output_dir, adapter, torch.bfloat16 if model_args.dtype == "bfloat16" else
-                                  torch.float32, AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM)
-            merged = merged.merge_and_unload()
-        tmp = output_dir / ".merged-partial"
-        merged.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(output_dir / "merged", ignore_errors=True)
-        os.replace(tmp, output_dir / "merged")
-        logger.info(f"Merged model written to {output_dir / 'merged'}")
+        write_merged(trainer, tokenizer, quantization_config, seq2seq, model_args, output_dir)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     state.wait_for_everyone()
