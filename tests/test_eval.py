@@ -236,6 +236,7 @@ def test_accelerate_launch_splits_rows_and_gathers_them_in_order(single_run, mod
     single = read_jsonl(single_dir / "predictions.jsonl")
     assert read_jsonl(output_dir / "predictions.jsonl") == single
     metrics, expected = (json.loads((d / "metrics.json").read_text()) for d in (output_dir, single_dir))
+    assert metrics.pop("prompt") == expected.pop("prompt")  # the prompt used: text, not a number to approximate
     assert metrics == pytest.approx(expected, rel=1e-4)
 
 
