@@ -505,18 +505,23 @@ def without_nulls(value):
     return value
 
 
+def json_value(value, error, hint=""):
+    """A field written as a JSON string or as the value itself (OpenAI and ShareGPT files use both) -> the value.
+    Raises ValueError(error (reason)hint) for a string that is not JSON."""
+    if not isinstance(value, str):
+        return without_nulls(value)
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as reason:
+        raise ValueError(f"{error} ({reason.msg}){hint}") from None
+
+
 def parse_tools(value):
     """A record's `tools` (a list, or its JSON string) -> [{"type": "function", "function": {name, description,
     parameters}}]; plain schemas (ShareGPT/Glaive) are wrapped. Raises ValueError naming what is wrong."""
     if value is None or value == "" or value == []:
         return []
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"tools is not valid JSON ({error.msg}); write it as a JSON list of function schemas")
-    else:
-        value = without_nulls(value)
+    value = json_value(value, "tools is not valid JSON", "; write it as a JSON list of function schemas")
     if not isinstance(value, list):
         raise ValueError(f"tools is a {type(value).__name__}; expected a list of function schemas")
     tools, names = [], set()
@@ -559,13 +564,8 @@ def parse_tool_call(call, where, tool_names):
     arguments = function.get("arguments")
     if arguments is None or arguments == "":
         arguments = {}
-    elif isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{where} ({name}): arguments are not valid JSON ({error.msg})")
     else:
-        arguments = without_nulls(arguments)
+        arguments = json_value(arguments, f"{where} ({name}): arguments are not valid JSON")
     if not isinstance(arguments, dict):
         raise ValueError(f"{where} ({name}): arguments must be a JSON object of named values")
     if name not in tool_names:
