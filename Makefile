@@ -31,7 +31,7 @@ train = $(LAUNCH) sft.py --config $(1) --model_name_or_path $(MODEL) --dataset_n
 	$(EPOCHS_FLAG) $(ARGS)
 
 .PHONY: help setup test bench clean distclean plots \
-	instruct-data instruct-train instruct-eval finqa-data finqa-train finqa-eval finqa-tune \
+	instruct-data instruct-train instruct-tune instruct-eval finqa-data finqa-train finqa-eval finqa-tune \
 	skills-data skills-train skills-eval tools-data tools-train tools-eval orca-data orca-train orca-eval \
 	finance-data finance-train finance-eval \
 	text2sql-data text2sql-train text2sql-eval text2sql2-data text2sql2-train text2sql2-eval
@@ -84,6 +84,7 @@ distclean: clean
 instruct-%: DATA ?= examples/instruct
 instruct-%: DATA_OUT ?= data/instruct
 instruct-%: OUT ?= outputs/instruct
+instruct-%: TUNE_LRS ?= 1e-4 2e-4 4e-4
 
 # Check and export the instruction data (DATA) as JSONL splits in DATA_OUT (train and eval run it first).
 instruct-data: $(STAMP)
@@ -92,6 +93,19 @@ instruct-data: $(STAMP)
 # Fine-tune MODEL with LoRA on the exported DATA_OUT (examples/instruct/recipe.yaml), a checkpoint each epoch.
 instruct-train: instruct-data
 	$(call train,examples/instruct/recipe.yaml,$(DATA_OUT))
+
+# Choose num_train_epochs and learning rate on the validation split: one constant-rate run per rate in TUNE_LRS
+# (EPOCHS, default 3), each epoch scored by validation loss + general loss (the forgetting check); the best settings
+# go to OUT-tune/best.yaml (python sft.py --config OUT-tune/best.yaml).
+instruct-tune: instruct-data
+	for lr in $(TUNE_LRS); do \
+	  $(LAUNCH) sft.py --config examples/instruct/recipe.yaml --model_name_or_path $(MODEL) --dataset_name $(DATA_OUT) \
+	    --output_dir $(OUT)-tune/lr-$$lr --learning_rate $$lr --num_train_epochs $(or $(EPOCHS),3) \
+	    --lr_scheduler_type constant_with_warmup --save_strategy epoch --save_total_limit 100 --eval_strategy epoch \
+	    --plots False --overwrite_output_dir $(ARGS) || exit 1; \
+	done
+	python eval.py --summarize_runs $(OUT)-tune --summary_metric eval_loss+eval_general_loss \
+		--recipe examples/instruct/recipe.yaml --best_recipe $(OUT)-tune/best.yaml
 
 # Perplexity and ROUGE of the fine-tuned model vs its base on the test split of DATA_OUT.
 instruct-eval: instruct-data
