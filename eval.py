@@ -1380,10 +1380,15 @@ class EvalArguments:
     )
     summarize_runs: str | None = field(
         default=None,
-        metadata={"help": "Instead of evaluating: tabulate <dir>/<run>/checkpoint-*/eval/metrics.json of a tuning grid "
-                          "(run folders named lr-<learning rate>) and pick the best epoch and learning rate."},
+        metadata={"help": "Instead of evaluating: tabulate <dir>/<run>/checkpoint-*/eval/metrics.json (or the "
+                          "Trainer's logged eval_* metrics) of a tuning grid (run folders named lr-<learning rate>) "
+                          "and pick the best epoch and learning rate."},
     )
-    summary_metric: str = field(default="execution_accuracy", metadata={"help": "Metric that --summarize_runs ranks by."})
+    summary_metric: str = field(
+        default="execution_accuracy",
+        metadata={"help": "Metric that --summarize_runs ranks by; several joined by + are summed (e.g. "
+                          "eval_loss+eval_general_loss). Losses and perplexities rank lowest first."},
+    )
     recipe: str | None = field(default=None, metadata={"help": "Recipe YAML the grid started from (--summarize_runs)."})
     best_recipe: str | None = field(
         default=None, metadata={"help": "Where --summarize_runs writes the recipe with the best epochs and learning rate."}
@@ -2484,30 +2489,54 @@ def write_atomic(path, text):
     os.replace(tmp, path)
 
 
+def checkpoint_score(checkpoint, names):
+    """The summed metrics of one checkpoint: from eval/metrics.json (eval.py scored it), else from the evaluation the
+    Trainer logged at that step (names starting with eval_, e.g. eval_loss); None when a name is missing."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    metrics_file = checkpoint / "eval" / "metrics.json"
+    found = {}
+    for entry in state.get("log_history", []):  # the latest evaluation at or before this checkpoint's step
+        if entry.get("step", 0) <= state.get("global_step", 0):
+            found.update({k: v for k, v in entry.items() if k.startswith("eval_")})
+    if metrics_file.is_file():
+        found.update(json.loads(metrics_file.read_text()))
+    values = [found.get(name) for name in names]
+    return None if None in values else sum(values)
+
+
 def summarize_runs(folder, metric, recipe, best_recipe):
-    """Print the dev-set grid (epochs x learning rates) of a tuning run and write the best settings as a recipe."""
+    """Print the dev-set grid (epochs x learning rates) of a tuning run and write the best settings as a recipe.
+    metric: one name or several joined by + (summed); losses and perplexities rank low-first, anything else high."""
     import yaml
 
+    names = metric.split("+")
+    lower_is_better = all("loss" in name or "perplexity" in name for name in names)
     scores = {}
-    for metrics_file in sorted(Path(folder).glob("lr-*/checkpoint-*/eval/metrics.json")):
-        checkpoint = metrics_file.parent.parent
+    for state_file in sorted(Path(folder).glob("lr-*/checkpoint-*/trainer_state.json")):
+        checkpoint = state_file.parent
+        value = checkpoint_score(checkpoint, names)
+        if value is None:
+            if (checkpoint / "eval" / "metrics.json").is_file():
+                fail(f"{checkpoint}: no '{metric}' in eval/metrics.json or its logged evaluations; pass the metric "
+                     "the grid was evaluated with (--summary_metric)")
+            continue
         learning_rate = float(checkpoint.parent.name.removeprefix("lr-"))
         # checkpoints are saved at epoch ends; a run cut short by --max_steps counts as its epoch
-        epoch = math.ceil(json.loads((checkpoint / "trainer_state.json").read_text())["epoch"] - 1e-6)
-        value = json.loads(metrics_file.read_text()).get(metric)
-        if value is None:
-            fail(f"{metrics_file}: no '{metric}' in it; pass the metric the grid was evaluated with (--summary_metric)")
+        epoch = math.ceil(json.loads(state_file.read_text())["epoch"] - 1e-6)
         scores[epoch, learning_rate] = value
     if not scores:
-        fail(f"--summarize_runs {folder}: no lr-*/checkpoint-*/eval/metrics.json found; run the grid first")
+        fail(f"--summarize_runs {folder}: no lr-*/checkpoint-* with eval/metrics.json or a logged '{metric}' found; "
+             "run the grid first")
     epochs, rates = sorted({e for e, _ in scores}), sorted({r for _, r in scores})
+    print(f"{metric} ({'lower' if lower_is_better else 'higher'} is better)")
     print(f"| epochs \\ learning rate | " + " | ".join(f"{r:g}" for r in rates) + " |")
     print("|---" * (len(rates) + 1) + "|")
     for epoch in epochs:
         cells = [f"{scores[epoch, r]:.4f}" if (epoch, r) in scores else "" for r in rates]
         print(f"| {epoch} | " + " | ".join(cells) + " |")
     # best score; on ties the shorter, gentler run
-    (epoch, rate), best = max(scores.items(), key=lambda item: (item[1], -item[0][0], -item[0][1]))
+    sign = -1 if lower_is_better else 1
+    (epoch, rate), best = max(scores.items(), key=lambda item: (sign * item[1], -item[0][0], -item[0][1]))
     print(f"Best {metric} {best:.4f}: num_train_epochs {epoch}, learning_rate {rate:g}")
     if recipe and best_recipe:
         config = yaml.safe_load(Path(recipe).read_text())

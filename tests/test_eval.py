@@ -383,8 +383,31 @@ def test_summarize_runs_prints_the_grid_and_writes_the_best_recipe(tmp_path, cap
     assert best.read_text().startswith("# python sft.py --config")
 
 
+def test_summarize_runs_ranks_logged_losses_lowest_first(tmp_path, capsys):
+    """make instruct-tune: no eval.py pass per checkpoint; the Trainer's logged eval_loss + eval_general_loss rank."""
+    import yaml
+
+    losses = {"1e-4": [(1.6, 1.9), (1.5, 1.9)], "4e-4": [(1.4, 2.2), (1.3, 2.4)]}
+    for rate, per_epoch in losses.items():
+        history = []
+        for epoch, (task, general) in enumerate(per_epoch, start=1):
+            history += [{"loss": 2.0, "step": epoch * 10 - 5},
+                        {"eval_loss": task, "eval_general_loss": general, "epoch": float(epoch), "step": epoch * 10}]
+            checkpoint = tmp_path / "tune" / f"lr-{rate}" / f"checkpoint-{epoch * 10}"
+            checkpoint.mkdir(parents=True)
+            (checkpoint / "trainer_state.json").write_text(json.dumps(
+                {"epoch": float(epoch), "global_step": epoch * 10, "log_history": history}))
+    recipe, best = tmp_path / "recipe.yaml", tmp_path / "best.yaml"
+    recipe.write_text("learning_rate: 0.1\nnum_train_epochs: 9\n")
+    ev.summarize_runs(str(tmp_path / "tune"), "eval_loss+eval_general_loss", str(recipe), str(best))
+    printed = capsys.readouterr().out
+    assert "lower is better" in printed and "| 2 | 3.4000 | 3.7000 |" in printed
+    assert yaml.safe_load(best.read_text())["learning_rate"] == 1e-4
+    assert yaml.safe_load(best.read_text())["num_train_epochs"] == 2
+
+
 def test_summarize_runs_without_results_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="no lr-\\*/checkpoint-\\*/eval/metrics.json found"):
+    with pytest.raises(SystemExit, match="no lr-\\*/checkpoint-\\* with eval/metrics.json or a logged"):
         ev.summarize_runs(str(tmp_path), "execution_accuracy", None, None)
 
 

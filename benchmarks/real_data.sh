@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The README's "real data, never seen" rows: each shipped recipe's model, base vs fine-tuned, on public data that none
+# of our examples came from, plus the Spider real-data recipe.
+#
+#   benchmarks/real_data.sh SAMPLES_DIR                    # every case whose run is in outputs/ (make <case>-train)
+#   benchmarks/real_data.sh SAMPLES_DIR text2sql tools     # some cases: instruct finqa text2sql tools spider
+#
+# SAMPLES_DIR holds the public samples under these names (any copy of the same records will do):
+#   alpaca_original_first100.json       Stanford Alpaca, first 100 records (instruction/input/output)
+#   finqa_dev_200.json                  FinQA dev, official format
+#   sql_create_context_100.json         b-mc2/sql-create-context, rows 0-99 (question/context/answer)
+#   spider_train_sqlctx_7000.json       Spider train in sql-create-context layout with db_id
+#   openai_toolcall_stock_{train_86,valid_10}.jsonl   OpenAI chat fine-tuning records with tools/tool_calls
+#   glaive_toolcall_en_demo_300.json    glaive function calling as ShareGPT (function_call/observation turns)
+# Results go to $REAL_OUT/<case>-<data>/metrics.json (default outputs/real). Runs are read from $RUNS (outputs).
+# The forgetting check (general perplexity) is measured by each case's `make <case>-eval`, not repeated here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SAMPLES=${1:?usage: benchmarks/real_data.sh SAMPLES_DIR [case ...]}
+shift
+CASES=${*:-instruct finqa text2sql tools spider}
+RUNS=${RUNS:-outputs}
+REAL_OUT=${REAL_OUT:-outputs/real}
+PY=${PY:-.venv/bin/python}
+EVAL="$PY eval.py --compare_base --general_eval False"
+
+have_run() { [ -f "$RUNS/$1/adapter_config.json" ] || [ -f "$RUNS/$1/config.json" ] || { echo "skip $1: no run in $RUNS/$1 (make $1-train)"; return 1; }; }
+
+for case in $CASES; do
+  case $case in
+  instruct)
+    have_run instruct || continue
+    $EVAL --model_name_or_path "$RUNS/instruct" --dataset "$SAMPLES/alpaca_original_first100.json" \
+      --metrics perplexity,rouge --max_new_tokens 128 --output_dir "$REAL_OUT/instruct-alpaca" ;;
+  finqa)
+    have_run finqa || continue
+    # the official dev file as the dev split of a FinQA folder; gold evidence as in the recipe (FINQA_CONTEXT=gold)
+    mkdir -p "$REAL_OUT/data/finqa-source"
+    cp "$SAMPLES/finqa_dev_200.json" "$REAL_OUT/data/finqa-source/dev.json"
+    $PY training_data.py --finqa_dir "$REAL_OUT/data/finqa-source" --context gold --output_dir "$REAL_OUT/data/finqa"
+    $EVAL --model_name_or_path "$RUNS/finqa" --dataset "$REAL_OUT/data/finqa" --split dev \
+      --metrics execution_accuracy --max_new_tokens 256 --output_dir "$REAL_OUT/finqa-dev" ;;
+  text2sql)
+    have_run text2sql || continue
+    # all 100 rows as the test split (the train split written beside it is our own examples, unused here)
+    $PY training_data.py --sql_data examples/text2sql/train.json --sql_test_data "$SAMPLES/sql_create_context_100.json" \
+      --output_dir "$REAL_OUT/data/sqlctx"
+    $EVAL --model_name_or_path "$RUNS/text2sql" --dataset "$REAL_OUT/data/sqlctx" --split test \
+      --metrics rouge,sql_exact_match,sql_execution_match --max_new_tokens 96 --output_dir "$REAL_OUT/text2sql-sqlctx"
+    # Spider: the held-out databases of the Spider recipe's split below, so the two rows compare
+    $PY training_data.py --sql_data "$SAMPLES/spider_train_sqlctx_7000.json" --sql_group_by db_id \
+      --sql_max_records 800 --sql_max_test_records 200 --output_dir "$REAL_OUT/data/spider"
+    $EVAL --model_name_or_path "$RUNS/text2sql" --dataset "$REAL_OUT/data/spider" --split test \
+      --metrics rouge,sql_exact_match,sql_execution_match --max_new_tokens 128 --output_dir "$REAL_OUT/text2sql-spider" ;;
+  spider)
+    # the real-data recipe: the text2sql recipe on 800 Spider questions, whole databases held out for the test
+    make text2sql-data DATA="$SAMPLES/spider_train_sqlctx_7000.json" DATA_OUT="$REAL_OUT/data/spider" \
+      DATA_ARGS="--sql_group_by db_id --sql_max_records 800 --sql_max_test_records 200"
+    make text2sql-train DATA_OUT="$REAL_OUT/data/spider" OUT="$RUNS/spider" EPOCHS=1
+    make text2sql-eval DATA_OUT="$REAL_OUT/data/spider" OUT="$RUNS/spider" \
+      ARGS="--max_new_tokens 128 --output_dir $REAL_OUT/spider-spider" ;;
+  tools)
+    have_run tools || continue
+    mkdir -p "$REAL_OUT/data"
+    cat "$SAMPLES"/openai_toolcall_stock_{train_86,valid_10}.jsonl > "$REAL_OUT/data/openai_toolcall_96.jsonl"
+    $EVAL --model_name_or_path "$RUNS/tools" --dataset "$REAL_OUT/data/openai_toolcall_96.jsonl" \
+      --metrics tool_call_match --max_new_tokens 96 --output_dir "$REAL_OUT/tools-openai"
+    # glaive conversations cut after the first function call (or kept whole: a plain answer, no call expected)
+    $PY - "$SAMPLES/glaive_toolcall_en_demo_300.json" "$REAL_OUT/data/glaive_first_call.json" <<'EOF'
+import json, sys
+records = json.load(open(sys.argv[1]))
+for record in records:
+    turns = record["conversations"]
+    first = next((i for i, t in enumerate(turns) if t["from"] == "function_call"), len(turns) - 1)
+    record["conversations"] = turns[: first + 1]
+json.dump(records, open(sys.argv[2], "w"), ensure_ascii=False)
+EOF
+    $EVAL --model_name_or_path "$RUNS/tools" --dataset "$REAL_OUT/data/glaive_first_call.json" --max_samples 100 \
+      --metrics tool_call_match --max_new_tokens 96 --output_dir "$REAL_OUT/tools-glaive" ;;
+  *) echo "unknown case $case (instruct finqa text2sql tools spider)" >&2; exit 2 ;;
+  esac
+done
+echo "Results: $REAL_OUT/*/metrics.json"
