@@ -234,6 +234,7 @@ text2sql-%: DATA_OUT ?= data/text2sql
 text2sql-%: OUT ?= outputs/text2sql
 
 # question + CREATE TABLE context -> SQL (DATA: sql-create-context file, folder or hub name) into DATA_OUT.
+# Spider-style records: DATA_ARGS="--sql_group_by db_id" holds out whole databases as the test split.
 text2sql-data: $(STAMP)
 	python training_data.py --sql_data $(DATA) --output_dir $(DATA_OUT) $(DATA_ARGS)
 

@@ -1534,6 +1534,9 @@ def add_text2sql_arguments(parser):
                        + ", ".join(SQL_TEST_SPLITS) + " that exists).")
     group.add_argument("--sql_test_fraction", type=float, default=0.1,
                        help="--sql_data: share held out as test when there is no test file or split.")
+    group.add_argument("--sql_group_by", metavar="FIELD", help="--sql_data: hold out whole groups of records that "
+                       "share this field (e.g. db_id: no test database is seen in training) when there is no test "
+                       "file or split.")
     group.add_argument("--sql_max_records", type=int, help="--sql_data: keep at most this many train records.")
     group.add_argument("--sql_max_test_records", type=int, help="--sql_data: keep at most this many test records.")
     group.add_argument("--sql_seed", type=int, default=42, help="--sql_data: seed for the held-out split and caps.")
@@ -1650,6 +1653,39 @@ def sql_sample(records, limit, rng):
     return [records[i] for i in sorted(rng.sample(range(len(records)), limit))]
 
 
+def sql_held_out(records, name, args, rng):
+    """Indices of the records held out as test when there is no test file or split: a deterministic share, so that
+    test questions are never trained on; with --sql_group_by whole groups (Spider's practice: dev databases are not
+    train databases), picked in a seeded order until the share is reached."""
+    n_test = round(len(records) * args.sql_test_fraction)
+    field = args.sql_group_by
+    if not field:
+        order = list(range(len(records)))
+        rng.shuffle(order)
+        logger.info("no test split found: held out %d of %d records (--sql_test_fraction)", n_test, len(records))
+        return set(order[:n_test])
+    groups = {}
+    for i, record in enumerate(records):
+        if record.get(field) is None:
+            fail(f"{name} record {i}: no field '{field}' for --sql_group_by (add it to every record, or drop "
+                 "--sql_group_by)")
+        groups.setdefault(str(record[field]), []).append(i)
+    if n_test and len(groups) < 2:
+        fail(f"{name}: all {len(records)} records share {field} '{next(iter(groups), '')}': cannot hold out a group "
+             "(give --sql_test_data, or drop --sql_group_by)")
+    order = sorted(groups)  # sorted first: the seed alone decides the order, not the order of the records
+    rng.shuffle(order)
+    held, n_groups = set(), 0
+    # the last group always stays in train, even when it alone is bigger than the share
+    while len(held) < n_test and n_groups < len(order) - 1:
+        held.update(groups[order[n_groups]])
+        n_groups += 1
+    logger.info("no test split found: held out %d of %d %s groups, %d of %d records (--sql_group_by, "
+                "--sql_test_fraction %g)", n_groups, len(groups), field, len(held), len(records),
+                args.sql_test_fraction)
+    return held
+
+
 def prepare_text2sql(args):
     if not args.output_dir:
         fail("--sql_data needs --output_dir, e.g. --output_dir data/text2sql")
@@ -1680,15 +1716,12 @@ def prepare_text2sql(args):
         train_name, test_name = f"{args.sql_data}[{args.sql_split}]", f"{args.sql_data}[test]"
     train = [sql_record(r, f"{train_name} record {i}") for i, r in enumerate(train_raw)]
     if test_raw is None:
-        # no separate test data: hold out a deterministic share so that test questions are never trained on
-        order = list(range(len(train)))
-        rng.shuffle(order)
-        n_test = round(len(train) * args.sql_test_fraction)
-        held = set(order[:n_test])
+        held = sql_held_out(train_raw, train_name, args, rng)
         test = [r for i, r in enumerate(train) if i in held]
         train = [r for i, r in enumerate(train) if i not in held]
-        logger.info("no test split found: held out %d of %d records (--sql_test_fraction)", n_test, len(order))
     else:
+        if args.sql_group_by:
+            logger.info("--sql_group_by %s unused: the test split comes from %s", args.sql_group_by, test_name)
         test = [sql_record(r, f"{test_name} record {i}") for i, r in enumerate(test_raw)]
     if not train:
         fail(f"{train_name}: no records")

@@ -2,13 +2,19 @@
 --general_eval writes the general delta into metrics.json and warns on an over-trained model, and sft.py logs
 eval_general_loss during training."""
 
+import contextlib
+import io
 import json
+import logging
+import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
-from conftest import ROOT, load_script, run_script, write_json
+from conftest import ROOT, load_script, write_json
+from trl import TrlParser
 
 sft = load_script("sft")
 ev = load_script("eval")
@@ -100,6 +106,27 @@ def test_general_set_loads_in_every_format(tokenizer, tmp_path, data_format):
 # --- a deliberately over-trained tiny model: sft.py logs the general loss, eval.py warns -----------------------------
 
 
+def run_sft(*args):
+    """sft.py's command line in this process (~15 s of imports less than a subprocess); the environment is restored,
+    since TrainingArguments exports settings for accelerate."""
+    with mock.patch.dict(os.environ, {"HF_TOKEN": ""}):
+        sft.main(*sft.make_parser().parse_args_and_config([str(arg) for arg in args]))
+
+
+@contextlib.contextmanager
+def info_lines(name):
+    """The INFO lines of a script's logger inside the block (pytest's caplog lives per test, the fixture per module)."""
+    stream, script_logger = io.StringIO(), logging.getLogger(name)
+    handler, level = logging.StreamHandler(stream), script_logger.level
+    script_logger.addHandler(handler)
+    script_logger.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        script_logger.removeHandler(handler)
+        script_logger.setLevel(level)
+
+
 @pytest.fixture(scope="module")
 def overtrained(tmp_path_factory, tiny_model_dir):
     """A base that knows the general set (the tiny model fitted to it), then over-trained on one repeated answer.
@@ -109,18 +136,17 @@ def overtrained(tmp_path_factory, tiny_model_dir):
     general = write_json(folder / "general.jsonl", SMALL_SET, lines=True)
     common = ["--per_device_train_batch_size", "5", "--learning_rate", "1e-2", "--logging_steps", "10",
               "--max_length", "64"]
-    knows = run_script("sft.py", "--model_name_or_path", tiny_model_dir, "--dataset_name", general, "--output_dir",
-                       folder / "knows", "--max_steps", "20", "--eval_strategy", "no", *common)
-    assert knows.returncode == 0, knows.stderr[-3000:]
+    run_sft("--model_name_or_path", tiny_model_dir, "--dataset_name", general, "--output_dir", folder / "knows",
+            "--max_steps", "20", "--eval_strategy", "no", *common)
     train = write_json(folder / "data" / "train.json",
                        [{"instruction": f"Say it {i}.", "input": "", "output": "Okay okay okay."} for i in range(15)])
     out = folder / "model"
-    result = run_script("sft.py", "--model_name_or_path", folder / "knows", "--dataset_name", train, "--output_dir",
-                        out, "--max_steps", "30", "--eval_strategy", "steps", "--eval_steps", "10", "--save_strategy",
-                        "steps", "--save_steps", "10", "--load_best_model_at_end", "True", "--metric_for_best_model",
-                        "eval_general_loss", "--general_eval_dataset", general, *common)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return SimpleNamespace(out=out, general=general, stderr=result.stderr)
+    with info_lines("sft") as log:
+        run_sft("--model_name_or_path", folder / "knows", "--dataset_name", train, "--output_dir", out, "--max_steps",
+                "30", "--eval_strategy", "steps", "--eval_steps", "10", "--save_strategy", "steps", "--save_steps",
+                "10", "--load_best_model_at_end", "True", "--metric_for_best_model", "eval_general_loss",
+                "--general_eval_dataset", general, *common)
+    return SimpleNamespace(out=out, general=general, log=log.getvalue())
 
 
 def test_sft_logs_the_general_eval_loss_next_to_the_task_loss(overtrained):
@@ -133,26 +159,27 @@ def test_sft_logs_the_general_eval_loss_next_to_the_task_loss(overtrained):
     state = json.loads((overtrained.out / "trainer_state.json").read_text())
     assert state["best_metric"] == min(entry["eval_general_loss"] for entry in general[:3])  # chosen on general loss
     assert "eval_general_loss" in json.loads((overtrained.out / "all_results.json").read_text())
-    assert "general eval 5 examples" in overtrained.stderr
+    assert "general eval 5 examples" in overtrained.log
 
 
-def test_eval_reports_the_general_delta_and_warns_when_the_model_forgot(overtrained, tmp_path):
+def test_eval_reports_the_general_delta_and_warns_when_the_model_forgot(overtrained, tmp_path, capsys, caplog):
     data = write_json(tmp_path / "test.json", [{"instruction": "Say it 99.", "input": "", "output": "Okay okay okay."}])
-    result = run_script("eval.py", "--model_name_or_path", overtrained.out, "--dataset", data, "--compare_base",
-                        "--metrics", "perplexity,rouge", "--max_new_tokens", "4", "--general_dataset",
-                        overtrained.general, "--general_generations", "2", "--output_dir", tmp_path / "eval")
-    assert result.returncode == 0, result.stderr[-3000:]
+    ev.main(TrlParser([ev.EvalArguments]).parse_args_and_config(
+        ["--model_name_or_path", str(overtrained.out), "--dataset", str(data), "--compare_base", "--metrics",
+         "perplexity,rouge", "--max_new_tokens", "4", "--general_dataset", str(overtrained.general),
+         "--general_generations", "2", "--output_dir", str(tmp_path / "eval")])[0])
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["general_perplexity"] > 1.05 * metrics["base"]["general_perplexity"]
     assert metrics["general_perplexity_change"] == pytest.approx(
         metrics["general_perplexity"] / metrics["base"]["general_perplexity"] - 1)
     assert metrics["general_forgetting"] is True and "general_rougeL_change" in metrics
-    assert "| general_perplexity |" in result.stdout and "General ability on" in result.stdout
-    assert "clearly worse than its base on general instructions" in result.stderr
+    out = capsys.readouterr().out
+    assert "| general_perplexity |" in out and "General ability on" in out
+    assert "clearly worse than its base on general instructions" in caplog.text
     assert len(read_jsonl(tmp_path / "eval" / "general_predictions.jsonl")) == 2
 
 
-def test_no_warning_without_forgetting_and_a_flag_turns_the_check_off(tiny_model_dir, tmp_path, capsys):
+def test_no_warning_without_forgetting_and_a_flag_turns_the_check_off(tiny_model_dir, tmp_path, caplog):
     general = write_json(tmp_path / "general.jsonl", SMALL_SET, lines=True)
     base = dict(model_name_or_path=tiny_model_dir, dataset=str(general), compare_base=True,
                 base_model=tiny_model_dir, metrics="perplexity", general_dataset=str(general),
@@ -161,7 +188,7 @@ def test_no_warning_without_forgetting_and_a_flag_turns_the_check_off(tiny_model
     metrics = json.loads((tmp_path / "same" / "metrics.json").read_text())
     assert metrics["general_perplexity_change"] == pytest.approx(0, abs=1e-6)
     assert metrics["general_forgetting"] is False
-    assert "clearly worse" not in capsys.readouterr().err
+    assert "clearly worse" not in caplog.text
     ev.main(ev.EvalArguments(**base, output_dir=str(tmp_path / "off"), general_eval=False))
     assert "general_perplexity" not in json.loads((tmp_path / "off" / "metrics.json").read_text())
 

@@ -279,6 +279,57 @@ def test_convert_holds_out_a_test_share_without_test_file(tmp_path):
     assert not {r["completion"] for r in train} & {r["completion"] for r in test}
 
 
+def grouped_records(sizes):
+    """Records of databases db0, db1, ... with the given numbers of questions each."""
+    return [{"question": f"q{db}-{i}", "context": "CREATE TABLE t (a INTEGER)", "answer": f"SELECT {i} FROM t",
+             "db_id": f"db{db}"} for db, size in enumerate(sizes) for i in range(size)]
+
+
+@pytest.mark.parametrize("sizes, fraction", [([4] * 10, 0.2), ([1, 7, 2, 5, 3, 9, 4, 6, 8, 5], 0.25), ([3, 3], 0.5)])
+def test_convert_holds_out_whole_groups(tmp_path, sizes, fraction):
+    path = write(tmp_path / "spider.json", grouped_records(sizes)[::-1])  # groups interleaved in no particular order
+    split = {}
+    for seed in ("1", "1", "2"):
+        out = tmp_path / seed
+        td.main(["--sql_data", str(path), "--sql_group_by", "db_id", "--sql_test_fraction", str(fraction),
+                 "--sql_seed", seed, "--output_dir", str(out)])
+        train, test = (json.loads((out / name).read_text()) for name in ("train.json", "test.json"))
+        train_dbs, test_dbs = {r["db_id"] for r in train}, {r["db_id"] for r in test}
+        assert train_dbs and test_dbs and not train_dbs & test_dbs
+        assert len(train) + len(test) == sum(sizes)
+        assert len(test) >= round(sum(sizes) * fraction)
+        assert len(test) - max(sizes) < round(sum(sizes) * fraction)  # stops at the first group past the share
+        assert split.setdefault(seed, test_dbs) == test_dbs  # the seed alone decides
+
+
+def test_convert_group_caps_apply_after_the_split(tmp_path, caplog):
+    path = write(tmp_path / "spider.json", grouped_records([5] * 8))
+    with caplog.at_level("INFO"):
+        td.main(["--sql_data", str(path), "--sql_group_by", "db_id", "--sql_test_fraction", "0.25",
+                 "--sql_max_records", "7", "--sql_max_test_records", "3", "--output_dir", str(tmp_path / "out")])
+    train, test = (json.loads((tmp_path / "out" / name).read_text()) for name in ("train.json", "test.json"))
+    assert len(train) == 7 and len(test) == 3 and not {r["db_id"] for r in train} & {r["db_id"] for r in test}
+    assert "held out 2 of 8 db_id groups, 10 of 40 records" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "records, message",
+    [
+        (grouped_records([2, 2])[:3] + [{"question": "q", "context": "CREATE TABLE t (a INT)", "answer": "SELECT 1"}],
+         "record 3: no field 'db_id' for --sql_group_by (add it to every record, or drop --sql_group_by)"),
+        (grouped_records([10]), "all 10 records share db_id 'db0': cannot hold out a group"),
+    ],
+)
+def test_convert_bad_groups_fail_with_one_line(tmp_path, records, message):
+    path = write(tmp_path / "spider.json", records)
+    with pytest.raises(SystemExit) as caught:
+        td.main(["--sql_data", str(path), "--sql_group_by", "db_id", "--sql_test_fraction", "0.5",
+                 "--output_dir", str(tmp_path / "out")])
+    text = str(caught.value)
+    assert text.startswith(f"error: {path}") and "\n" not in text and message in text
+    assert not (tmp_path / "out").exists()
+
+
 def test_convert_input_output_records(tmp_path):
     built = (
         "Below is an instruction.\n\n### Instruction:\nHow many teams are there?\n\n"
