@@ -140,6 +140,44 @@ def test_left_padded_batches_match_one_at_a_time(model_dir):
     assert all(batched)  # the random model never emits EOS first, so each answer has text
 
 
+@pytest.mark.parametrize("dtype,min_rows,prefill_rows", [("float32", 1, 2), ("float32", 16, 8), ("bfloat16", 2, 3)])
+def test_own_greedy_loop_gives_generates_tokens(model_dir, dtype, min_rows, prefill_rows, monkeypatch):
+    """eval.py's CPU decoding loop (rows leave the batch at EOS, a buffered KV cache) against plain model.generate:
+    the same tokens for a left-padded batch of prompts of different lengths, some of them ending early."""
+    import torch
+
+    monkeypatch.setattr(ev, "MIN_DECODE_ROWS", min_rows)  # the batch shrinks (1, 2) or never does (16 > 5 rows)
+    monkeypatch.setattr(ev, "PREFILL_ROWS", prefill_rows)  # prompts read in groups padded to different widths
+
+    tokenizer, rows = tiny_rows(model_dir)
+    model, _ = ev.load_model(model_dir, dtype)
+    encoded = [tokenizer(row["prompt"], add_special_tokens=False)["input_ids"] for row in rows]
+    width, pad = max(map(len, encoded)), tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])
+    attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
+
+    def reference(eos):
+        generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=12,
+                                   do_sample=False, eos_token_id=eos, pad_token_id=pad)[:, width:].tolist()
+        return [ids[: ids.index(eos) + 1] if eos in ids else ids for ids in generated]
+
+    # the random model never says EOS: call a token it says early in one answer the end, so rows end at different steps
+    eos = reference(tokenizer.eos_token_id)[0][2]
+    expected = reference(eos)
+    assert len({len(ids) for ids in expected}) > 1 and 12 in {len(ids) for ids in expected}
+    assert ev.own_greedy_loop(model, eos)
+    with torch.inference_mode():
+        assert ev.greedy_decode(model, input_ids, attention_mask, 12, eos) == expected
+
+
+def test_own_greedy_loop_only_where_it_matches_generate(model_dir):
+    model, _ = ev.load_model(model_dir, "float32")
+    assert ev.own_greedy_loop(model, 2)
+    assert not ev.own_greedy_loop(model, None)
+    model.generation_config.repetition_penalty = 1.3  # generate would apply it: keep generate
+    assert not ev.own_greedy_loop(model, 2)
+
+
 def test_perplexity_is_lower_for_the_reference_than_for_a_shuffled_one(model_dir):
     import torch
 
@@ -169,6 +207,16 @@ def test_perplexity_is_lower_for_the_reference_than_for_a_shuffled_one(model_dir
 def test_batch_size_auto_on_cpu_is_a_fixed_size():
     assert ev.parse_batch_size("auto") == ev.CPU_AUTO_BATCH
     assert ev.parse_batch_size("3") == 3
+    assert ev.parse_batch_size(None) is None  # the default: generate_batch_size's for generation
+
+
+def test_default_generation_batch_grows_on_the_cpu_while_the_kv_cache_is_small(model_dir):
+    model, _ = ev.load_model(model_dir, "float32")
+    assert ev.generate_batch_size(model, 50, 256, own_loop=False) == ev.DEFAULT_BATCH_SIZE  # model.generate (GPU)
+    assert ev.generate_batch_size(model, 50, 256, own_loop=True) == ev.CPU_GENERATION_BATCH
+    # the tiny model keeps 2 layers x 2 (keys, values) x 2 heads x 16 x 4 bytes = 512 bytes a token
+    assert ev.generate_batch_size(model, ev.CPU_KV_BUDGET // 512 // 20 - 256, 256, own_loop=True) == 20
+    assert ev.generate_batch_size(model, 10**7, 256, own_loop=True) == ev.DEFAULT_BATCH_SIZE
 
 
 # --- the command line ----------------------------------------------------------------------------------------------
