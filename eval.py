@@ -2087,9 +2087,12 @@ def prefill(model, input_ids, attention_mask, positions, room):
         logits.append(model(input_ids=input_ids[rows, -length:], attention_mask=None if mask.all() else mask,
                             position_ids=positions[rows, -length:], past_key_values=part, use_cache=True,
                             logits_to_keep=1).logits[:, -1])
-        if buffers is None:
-            buffers = [[states.new_zeros(len(input_ids), states.shape[1], width + room, states.shape[3])
+        if buffers is None:  # only the prompt's part needs zeros: the answer's part is written before it is read
+            buffers = [[states.new_empty(len(input_ids), states.shape[1], width + room, states.shape[3])
                         for states in (layer.keys, layer.values)] for layer in part.layers]
+            for pair in buffers:
+                pair[0][:, :, :width].zero_()
+                pair[1][:, :, :width].zero_()
         for pair, layer in zip(buffers, part.layers):
             pair[0][rows, :, width - length : width] = layer.keys
             pair[1][rows, :, width - length : width] = layer.values

@@ -130,7 +130,7 @@ def tiny_rows(model_dir):
     return tokenizer, ev.build_rows(RECORDS, tokenizer, "test")
 
 
-def test_left_padded_batches_match_one_at_a_time(model_dir):
+def test_left_padded_batches_match_one_at_a_time(model_dir, monkeypatch):
     tokenizer, rows = tiny_rows(model_dir)
     model, _ = ev.load_model(model_dir, "float32")
     prompts = [row["prompt"] for row in rows]
@@ -138,6 +138,9 @@ def test_left_padded_batches_match_one_at_a_time(model_dir):
     single = ev.generate(model, tokenizer, prompts, 1, 8)
     assert batched == single
     assert all(batched)  # the random model never emits EOS first, so each answer has text
+    monkeypatch.setattr(ev, "own_greedy_loop", lambda *args: False)  # model.generate, as on a GPU
+    assert ev.generate(model, tokenizer, prompts, 4, 8) == batched
+    assert ev.generate(model, tokenizer, prompts, None, 8) == batched  # the default batch size
 
 
 @pytest.mark.parametrize("dtype,min_rows,prefill_rows", [("float32", 1, 2), ("float32", 16, 8), ("bfloat16", 2, 3)])
