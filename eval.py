@@ -1387,7 +1387,7 @@ class EvalArguments:
         metadata={"help": f"Prompts generated (and scored for perplexity) together, or 'auto': the largest that fits "
                           f"(CUDA: halved on out of memory from {AUTO_BATCH_START}; CPU: {CPU_AUTO_BATCH}). Default "
                           f"{DEFAULT_BATCH_SIZE}; greedy generation on the CPU takes up to {CPU_GENERATION_BATCH} "
-                          f"prompts while their KV cache stays under {CPU_KV_BUDGET >> 30} GiB (about 2x faster)."},
+                          f"prompts while their KV cache stays under {CPU_KV_BUDGET >> 30} GiB (1.6-2x faster)."},
     )
     max_samples: int | None = field(
         default=None, metadata={"help": "Evaluate only the first N examples (of the general set too)."}
@@ -2108,8 +2108,8 @@ def greedy_decode(model, input_ids, attention_mask, max_new_tokens, eos_token_id
     the longest answer ends, and its KV cache concatenates a new copy of itself at every step. Here the prompts are
     read in groups of similar length (prefill), a row leaves the batch at its EOS (batch_select_indices) and the cache
     is a buffer (kv_buffer_layer). The inputs are generate's otherwise (positions from the mask, no mask without
-    padding, logits of the last position only); only the rows per matmul differ, which can move the last bits, as
-    batching does. tests/test_eval.py compares the tokens with generate's; on SmolLM2-135M all answers agreed (32/32,
+    padding, logits of the last position only); only the rows and padding per matmul differ, which can move the last
+    bits, as batching does. tests/test_eval.py compares the tokens with generate's; on SmolLM2-135M all answers agreed (32/32,
     60/60). Measured (fp32, 2 CPU cores, 60 prompts x 64 tokens): 22-26 s at batch 64 where generate took 38 s (43 s
     at its batch 16); README.md, Tests and benchmarks. Sampling, beam search, encoder-decoders, GPUs and vLLM keep
     their generate (own_greedy_loop says when)."""
