@@ -2104,15 +2104,15 @@ def prefill(model, input_ids, attention_mask, positions, room):
 def greedy_decode(model, input_ids, attention_mask, max_new_tokens, eos_token_id):
     """model.generate(do_sample=False)'s tokens for a left-padded batch, without the pads after EOS, faster on the CPU.
 
-    Why our own loop: generate pads every prompt of the batch to the longest, keeps computing every finished row until
-    the longest answer ends, and its KV cache concatenates a new copy of itself at every step. Here the prompts are
-    read in groups of similar length (prefill), a row leaves the batch at its EOS (batch_select_indices) and the cache
-    is a buffer (kv_buffer_layer). The inputs are generate's otherwise (positions from the mask, no mask without
-    padding, logits of the last position only); only the rows and padding per matmul differ, which can move the last
-    bits, as batching does. tests/test_eval.py compares the tokens with generate's; on SmolLM2-135M all answers
-    agreed (32/32, 60/60). Measured (fp32, 2 CPU cores, 60 prompts x 64 tokens): 22-26 s at batch 64 where generate took 38 s (43 s
-    at its batch 16); README.md, Tests and benchmarks. Sampling, beam search, encoder-decoders, GPUs and vLLM keep
-    their generate (own_greedy_loop says when)."""
+    Why our own loop: generate pads every prompt of the batch to the longest, keeps computing every finished row
+    until the longest answer ends, and its KV cache concatenates a new copy of itself at every step. Here the
+    prompts are read in groups of similar length (prefill), a row leaves the batch at its EOS (batch_select_indices)
+    and the cache is a buffer (kv_buffer_layer). The inputs are generate's otherwise (positions from the mask, no
+    mask without padding, logits of the last position only); only the rows and padding per matmul differ, which can
+    move the last bits, as batching does. tests/test_eval.py compares the tokens with generate's; on SmolLM2-135M
+    all answers agreed (32/32, 60/60). Measured (fp32, 2 CPU cores, 60 prompts x 64 tokens): 22-26 s at batch 64
+    where generate took 38 s (43 s at its batch 16); README.md, Tests and benchmarks. Sampling, beam search,
+    encoder-decoders, GPUs and vLLM keep their generate (own_greedy_loop says when)."""
     import torch
 
     positions = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
