@@ -84,7 +84,7 @@ distclean: clean
 instruct-%: DATA ?= examples/instruct
 instruct-%: DATA_OUT ?= data/instruct
 instruct-%: OUT ?= outputs/instruct
-instruct-%: TUNE_LRS ?= 1e-4 2e-4 4e-4
+instruct-%: TUNE_LRS ?= 1e-4 2e-4
 
 # Check and export the instruction data (DATA) as JSONL splits in DATA_OUT (train and eval run it first).
 instruct-data: $(STAMP)
@@ -95,12 +95,12 @@ instruct-train: instruct-data
 	$(call train,examples/instruct/recipe.yaml,$(DATA_OUT))
 
 # Choose num_train_epochs and learning rate on the validation split: one constant-rate run per rate in TUNE_LRS
-# (EPOCHS, default 3), each epoch scored by validation loss + general loss (the forgetting check); the best settings
+# (EPOCHS, default 2), each epoch scored by validation loss + general loss (the forgetting check); the best settings
 # go to OUT-tune/best.yaml (python sft.py --config OUT-tune/best.yaml).
 instruct-tune: instruct-data
 	for lr in $(TUNE_LRS); do \
 	  $(LAUNCH) sft.py --config examples/instruct/recipe.yaml --model_name_or_path $(MODEL) --dataset_name $(DATA_OUT) \
-	    --output_dir $(OUT)-tune/lr-$$lr --learning_rate $$lr --num_train_epochs $(or $(EPOCHS),3) \
+	    --output_dir $(OUT)-tune/lr-$$lr --learning_rate $$lr --num_train_epochs $(or $(EPOCHS),2) \
 	    --lr_scheduler_type constant_with_warmup --save_strategy epoch --save_total_limit 100 --eval_strategy epoch \
 	    --plots False --overwrite_output_dir $(ARGS) || exit 1; \
 	done

@@ -49,13 +49,13 @@ for case in $CASES; do
       --metrics rouge,sql_exact_match,sql_execution_match --max_new_tokens 96 --output_dir "$REAL_OUT/text2sql-sqlctx"
     # Spider: the held-out databases of the Spider recipe's split below, so the two rows compare
     $PY training_data.py --sql_data "$SAMPLES/spider_train_sqlctx_7000.json" --sql_group_by db_id \
-      --sql_max_records 800 --sql_max_test_records 200 --output_dir "$REAL_OUT/data/spider"
+      --sql_max_records 600 --sql_max_test_records 100 --output_dir "$REAL_OUT/data/spider"
     $EVAL --model_name_or_path "$RUNS/text2sql" --dataset "$REAL_OUT/data/spider" --split test \
       --metrics rouge,sql_exact_match,sql_execution_match --max_new_tokens 128 --output_dir "$REAL_OUT/text2sql-spider" ;;
   spider)
-    # the real-data recipe: the text2sql recipe on 800 Spider questions, whole databases held out for the test
+    # the real-data recipe: the text2sql recipe on 600 Spider questions, whole databases held out for the test
     make text2sql-data DATA="$SAMPLES/spider_train_sqlctx_7000.json" DATA_OUT="$REAL_OUT/data/spider" \
-      DATA_ARGS="--sql_group_by db_id --sql_max_records 800 --sql_max_test_records 200"
+      DATA_ARGS="--sql_group_by db_id --sql_max_records 600 --sql_max_test_records 100"
     make text2sql-train DATA_OUT="$REAL_OUT/data/spider" OUT="$RUNS/spider" EPOCHS=1
     make text2sql-eval DATA_OUT="$REAL_OUT/data/spider" OUT="$RUNS/spider" \
       ARGS="--max_new_tokens 128 --output_dir $REAL_OUT/spider-spider" ;;
