@@ -53,6 +53,16 @@ def test_finqa_tune_grid_writes_the_best_recipe(tmp_path):
     assert best.startswith("# python sft.py --config") and "num_train_epochs: 1" in best
 
 
+def test_instruct_tune_chooses_on_validation_and_general_loss(tmp_path, tiny_model_dir):
+    data, out = tmp_path / "instruct-data", tmp_path / "instruct"
+    result = make("instruct-tune", MODEL=tiny_model_dir, DATA_OUT=data, OUT=out, TUNE_LRS="1e-4 1e-3", EPOCHS=1,
+                  ARGS="--max_steps 1 --per_device_eval_batch_size 16")
+    assert "eval_loss+eval_general_loss (lower is better)" in result.stdout
+    assert "| epochs \\ learning rate | 0.0001 | 0.001 |" in result.stdout
+    best = (tmp_path / "instruct-tune" / "best.yaml").read_text()
+    assert "lr_scheduler_type: constant_with_warmup" in best and "num_train_epochs: 1" in best
+
+
 def test_skills_data_train_eval(tmp_path):
     data, out = tmp_path / "skills", tmp_path / "skills-model"
     make("skills-data", DATA_OUT=data)
