@@ -2655,10 +2655,9 @@ def write_atomic(path, text):
     os.replace(tmp, path)
 
 
-def checkpoint_score(checkpoint, names):
+def checkpoint_score(checkpoint, state, names):
     """The summed metrics of one checkpoint: from eval/metrics.json (eval.py scored it), else from the evaluation the
-    Trainer logged at that step (names starting with eval_, e.g. eval_loss); None when a name is missing."""
-    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    Trainer logged at that step (its trainer_state, names starting with eval_); None when a name is missing."""
     metrics_file = checkpoint / "eval" / "metrics.json"
     found = {}
     for entry in state.get("log_history", []):  # the latest evaluation at or before this checkpoint's step
@@ -2676,11 +2675,15 @@ def summarize_runs(folder, metric, recipe, best_recipe):
     import yaml
 
     names = metric.split("+")
-    lower_is_better = all("loss" in name or "perplexity" in name for name in names)
+    lower = {"loss" in name or "perplexity" in name for name in names}
+    if len(lower) > 1:
+        fail(f"--summary_metric {metric}: a sum needs metrics that all rank the same way (losses/perplexities, or "
+             "accuracies); rank by one of them")
+    lower_is_better = lower.pop()
     scores = {}
     for state_file in sorted(Path(folder).glob("lr-*/checkpoint-*/trainer_state.json")):
-        checkpoint = state_file.parent
-        value = checkpoint_score(checkpoint, names)
+        checkpoint, state = state_file.parent, json.loads(state_file.read_text())
+        value = checkpoint_score(checkpoint, state, names)
         if value is None:
             if (checkpoint / "eval" / "metrics.json").is_file():
                 fail(f"{checkpoint}: no '{metric}' in eval/metrics.json or its logged evaluations; pass the metric "
@@ -2688,7 +2691,7 @@ def summarize_runs(folder, metric, recipe, best_recipe):
             continue
         learning_rate = float(checkpoint.parent.name.removeprefix("lr-"))
         # checkpoints are saved at epoch ends; a run cut short by --max_steps counts as its epoch
-        epoch = math.ceil(json.loads(state_file.read_text())["epoch"] - 1e-6)
+        epoch = math.ceil(state["epoch"] - 1e-6)
         scores[epoch, learning_rate] = value
     if not scores:
         fail(f"--summarize_runs {folder}: no lr-*/checkpoint-* with eval/metrics.json or a logged '{metric}' found; "

@@ -457,6 +457,11 @@ def test_summarize_runs_ranks_logged_losses_lowest_first(tmp_path, capsys):
     assert yaml.safe_load(best.read_text())["num_train_epochs"] == 2
 
 
+def test_summarize_runs_refuses_a_sum_of_opposite_metrics(tmp_path):
+    with pytest.raises(SystemExit, match="all rank the same way"):
+        ev.summarize_runs(str(tmp_path), "eval_loss+execution_accuracy", None, None)
+
+
 def test_summarize_runs_without_results_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no lr-\\*/checkpoint-\\* with eval/metrics.json or a logged"):
         ev.summarize_runs(str(tmp_path), "execution_accuracy", None, None)
