@@ -1960,6 +1960,18 @@ def main_process():
     return process_state().is_main_process
 
 
+def finish_processes():
+    """Under accelerate launch: wait until the main process has written its files, then close the process group.
+
+    A process that exits while gloo's threads still run aborts ('terminate called without an active exception',
+    seen once in CI on the two-process test), and the launcher then reports the whole evaluation as failed.
+    """
+    state = process_state()
+    if state.num_processes > 1:
+        state.wait_for_everyone()
+        state.destroy_process_group()
+
+
 def in_batches(items, batch_size, step, desc):
     """Call step(batch) over items; batch_size "auto" (CUDA) starts at AUTO_BATCH_START and halves on out of memory.
 
@@ -2845,9 +2857,9 @@ def main(args):
         extra = {}
     else:
         results, all_rows, output_dir, extra = generate_and_score(args, metrics)
-        if results is None:
-            return
-    write_results(output_dir, results, all_rows, reporters, args, **extra)
+    if results is not None:
+        write_results(output_dir, results, all_rows, reporters, args, **extra)
+    finish_processes()
 
 
 if __name__ == "__main__":
