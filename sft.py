@@ -156,6 +156,14 @@ class ExtraArguments:
                   "1.4x faster LoRA training, same loss and gradients within bf16 rounding. False gives TRL's path. "
                   "Ignored on GPUs."},
     )
+    share_prompt_prefix: bool = field(
+        default=True,
+        metadata={"help": "CPU fast path only: train each batch as one packed row in which the prompt tokens that all "
+                  "its rows start with (a system prompt, a skill or tool list) are computed once and padding is "
+                  "dropped, with an attention mask that lets each row see only that prefix and itself; same loss and "
+                  "gradients as the padded batch. Used for a batch when it saves at least a fifth of its estimated "
+                  "FLOPs (2.4x faster on the skills recipe's batches). False keeps the padded batch."},
+    )
     log_predictions: int = field(
         default=4,
         metadata={"help": "At each evaluation, greedy answers for the first N eval prompts: predictions_step<k>.jsonl "
@@ -1507,7 +1515,43 @@ def cpu_fast_path(extra, training_args, model_args, seq2seq):
             and not (model_args.load_in_4bit or model_args.load_in_8bit))
 
 
-def add_cpu_lm_head(model):
+def pack_shared_prefix(input_ids, attention_mask, labels, attention_weight):
+    """A right-padded batch as one row: the prefix all rows share once, then each row's rest, without padding.
+
+    Returns (input_ids, position_ids, 4D attention mask, shifted labels) of shape [1, L], or None when the padded
+    batch is cheaper. Each row keeps its own positions and sees the shared prefix and its own earlier tokens, so every
+    kept token computes exactly what it computes in the padded batch. The prefix stops before the first token that
+    any row is scored on, so that no scored position moves into the shared part.
+    """
+    batch, width = input_ids.shape
+    lengths = attention_mask.sum(1)
+    columns = torch.arange(width, device=input_ids.device)
+    if batch < 2 or not torch.equal(attention_mask.bool(), columns < lengths[:, None]):
+        return None  # left padding or holes: keep the padded batch
+    same = ((input_ids == input_ids[:1]) & attention_mask.bool()).all(0)
+    scored = labels != -100
+    first_scored = int(torch.where(scored.any(1), scored.long().argmax(1), lengths).min())
+    prefix = min(int(same.long().cumprod(0).sum()), first_scored - 1)
+    prefix = max(prefix, 0)
+    packed = int(lengths.sum()) - (batch - 1) * prefix
+    # cost in units of one token's matmuls; attention_weight = (attention FLOPs per query-key pair, x3 for the
+    # softmax and mask passes of plain attention) / (matmul FLOPs per token). Plain attention scores every pair of a
+    # row, padding included, and every pair of the packed row, masked ones included.
+    padded_cost = batch * width + attention_weight * batch * width**2
+    packed_cost = packed + attention_weight * packed**2
+    if packed_cost > 0.8 * padded_cost:
+        return None
+    keep = attention_mask.bool().clone()
+    keep[1:, :prefix] = False  # the prefix comes from row 0 only
+    rows = torch.arange(1, batch + 1, device=input_ids.device)[:, None].expand(batch, width)
+    segment = torch.where(columns < prefix, 0, rows)[keep]  # 0 = shared prefix, i = row i's own tokens
+    targets = torch.cat([labels[:, 1:], labels.new_full((batch, 1), -100)], dim=1)[keep]
+    allowed = (segment[:, None] == segment[None, :]) | (segment[None, :] == 0)
+    allowed &= torch.ones_like(allowed).tril()
+    return (input_ids[keep][None], columns.expand(batch, width)[keep][None], allowed[None, None], targets[None])
+
+
+def add_cpu_lm_head(model, share_prompt_prefix=False):
     """Replace TRL's fused LM head (added by SFTTrainer) on a CPU model with one that scores only completion tokens.
 
     TRL's head targets GPUs: without Triton it scores every position, prompt and padding included, and runs about a
@@ -1515,7 +1559,8 @@ def add_cpu_lm_head(model):
     profiled on SmolLM2-135M LoRA it took about half of a training step. Here the completion tokens are gathered
     first, projected (in bf16 under --bf16 autocast) and reduced by log_softmax, whose backward is one fused kernel.
     Entropy and token accuracy (TRL's logged metrics) come from the same log-probabilities without gradients. Models
-    whose head scales or soft-caps the logits, or has a bias, keep TRL's head.
+    whose head scales or soft-caps the logits, or has a bias, keep TRL's head. With share_prompt_prefix, a batch
+    runs as one packed row where that is cheaper (pack_shared_prefix).
     """
     from trl.trainer.utils import FusedCausalLMOutput
 
@@ -1525,6 +1570,34 @@ def add_cpu_lm_head(model):
     if scaled or model.get_output_embeddings().bias is not None or getattr(config, "output_router_logits", False):
         return False
     trl_forward = model.forward
+    attention = model.config._attn_implementation
+    window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
+    # forward matmul FLOPs per token (2 x weights, the embedding lookup aside) against attention's 4 x hidden x
+    # layers per query-key pair, weighted 3x for plain attention's softmax and mask passes
+    matmul_weights = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "embed" not in n)
+    attention_weight = 3 * 4 * config.hidden_size * config.num_hidden_layers / (2 * matmul_weights)
+    can_pack = share_prompt_prefix and attention in ("eager", "sdpa") and model.config is config
+
+    def packed_inputs(kwargs, labels):
+        """kwargs for one packed row and its shifted labels, or None (see pack_shared_prefix)."""
+        ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
+        # PEFT passes inputs_embeds=None, output_attentions=None and the like; anything set beyond these is left alone
+        given = {name for name, value in kwargs.items() if value is not None and value is not False}
+        if not can_pack or ids is None or mask is None or mask.dim() != 2 or given - {
+                "input_ids", "attention_mask", "use_cache", "position_ids", "return_dict"} or (
+                window and ids.shape[1] > window):
+            return None
+        if kwargs.get("position_ids") is not None and not torch.equal(
+                kwargs["position_ids"] * mask, torch.arange(ids.shape[1], device=ids.device).expand_as(ids) * mask):
+            return None
+        packed = pack_shared_prefix(ids, mask, labels, attention_weight)
+        if packed is None:
+            return None
+        ids, positions, allowed, targets = packed
+        if attention == "eager":  # eager adds the mask to the scores; SDPA takes True = attend
+            dtype = model.get_input_embeddings().weight.dtype
+            allowed = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+        return {"input_ids": ids, "position_ids": positions, "attention_mask": allowed}, targets
 
     @functools.wraps(trl_forward)
     def forward(self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None, **kwargs):
@@ -1532,8 +1605,13 @@ def add_cpu_lm_head(model):
             return trl_forward(*args, fused_lm_head=fused_lm_head, labels=labels, shift_labels=shift_labels,
                                num_items_in_batch=num_items_in_batch, **kwargs)
         kwargs["use_cache"] = False
-        hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
-        labels = labels[:, 1:]
+        packed = None if args else packed_inputs(kwargs, labels)
+        if packed is not None:
+            inputs, labels = packed
+            hidden = self.base_model(**inputs, use_cache=False).last_hidden_state
+        else:
+            hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
+            labels = labels[:, 1:]
         mask = labels != -100
         hidden, targets = hidden[mask], labels[mask]
         weight = self.get_output_embeddings().weight
@@ -2025,7 +2103,8 @@ def build_trainer(model, peft_config, seq2seq, fast_path, train_dataset, eval_da
         trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                              processing_class=tokenizer, peft_config=peft_config)
         if fast_path:
-            add_cpu_lm_head(trainer.model.get_base_model() if model_args.use_peft else trainer.model)
+            add_cpu_lm_head(trainer.model.get_base_model() if model_args.use_peft else trainer.model,
+                            share_prompt_prefix=extra.share_prompt_prefix)
     if general_dataset is not None:
         general_callback = GeneralEvalCallback(general_dataset)
         general_callback.trainer = trainer
@@ -2050,7 +2129,8 @@ def log_setup(state, trainer, model_name, model_path, seq2seq, fast_path, data_f
         f"{'LoRA' if model_args.use_peft else 'full fine-tuning'} | "
         f"device {training_args.device} | bf16 {training_args.bf16} | attention "
         f"{model_args.attn_implementation or 'sdpa'} | gradient checkpointing "
-        f"{training_args.gradient_checkpointing} | CPU fast path {fast_path}\n"
+        f"{training_args.gradient_checkpointing} | CPU fast path {fast_path}"
+        f"{' (shared prompt prefix packing)' if fast_path and extra.share_prompt_prefix else ''}\n"
         f"Trainable parameters {trainable:,} || All parameters {total:,} || Trainable % {100 * trainable / total:.4f}"
         f" | memory footprint {trainer.model.get_memory_footprint() / 2**20:.0f} MiB\n"
         f"Data: {script_args.dataset_name} | format {data_format} | template {extra.prompt_template} | "

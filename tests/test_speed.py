@@ -58,3 +58,80 @@ def test_cpu_lm_head_leaves_generation_and_plain_forward_alone(tiny_model_dir):
     assert load_script("sft").add_cpu_lm_head(model)
     assert torch.equal(model.generate(ids, max_new_tokens=4, do_sample=False), expected)
     torch.testing.assert_close(model(input_ids=ids).logits, logits)
+
+
+def shared_prefix_loss_and_grads(sft, model_dir, share, attention, lora):
+    """One fp32 forward/backward of a right-padded batch whose rows start with the same 6-token prompt."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation=attention)
+    if lora:
+        # CAUSAL_LM as SFTTrainer sets it: PEFT then passes inputs_embeds=None and the like to the model
+        model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False,
+                                                 task_type="CAUSAL_LM"))
+    base = model.get_base_model() if lora else model
+    add_fused_lm_head(base, outputs=("log_probs", "entropy", "is_top1"))
+    assert sft.add_cpu_lm_head(base, share_prompt_prefix=share)
+    ids = torch.randint(0, 1000, (4, 14))
+    ids[:, :6] = ids[0, :6]  # the shared prompt start (a system prompt, a skill list)
+    attention_mask = torch.ones_like(ids)
+    attention_mask[1, 10:] = attention_mask[3, 12:] = 0  # right padding
+    labels = ids.masked_fill(attention_mask == 0, -100)
+    labels[:, :8] = -100  # prompts: 6 shared tokens, then 2 of each row's own
+    labels[2, :11] = -100  # a longer prompt
+    out = model(input_ids=ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True)
+    out.loss.backward()
+    return out, {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+@pytest.mark.parametrize("lora", [True, False])
+def test_shared_prefix_packing_gives_the_same_loss_and_gradients(tiny_model_dir, attention, lora, monkeypatch):
+    sft = load_script("sft")
+    packed, pack = [], sft.pack_shared_prefix
+    monkeypatch.setattr(sft, "pack_shared_prefix", lambda *args: packed.append(pack(*args)) or packed[-1])
+    plain, plain_grads = shared_prefix_loss_and_grads(sft, tiny_model_dir, False, attention, lora)
+    assert not packed
+    shared, shared_grads = shared_prefix_loss_and_grads(sft, tiny_model_dir, True, attention, lora)
+    assert len(packed) == 1 and packed[0] is not None
+    assert packed[0][0].shape == (1, 6 + 8 + 4 + 8 + 6)  # the prefix once, then each row's own tokens
+    torch.testing.assert_close(shared.loss, plain.loss, rtol=1e-5, atol=1e-6)
+    assert int(shared.label_mask.sum()) == int(plain.label_mask.sum())
+    torch.testing.assert_close(shared.log_probs[shared.label_mask], plain.log_probs[plain.label_mask])
+    torch.testing.assert_close(shared.entropy.sum(), plain.entropy.sum())
+    assert int(shared.is_top1.sum()) == int(plain.is_top1.sum())
+    assert shared_grads.keys() == plain_grads.keys()
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_pack_shared_prefix_layout():
+    pack = load_script("sft").pack_shared_prefix
+    ids = torch.tensor([[5, 6, 7, 8, 9], [5, 6, 3, 4, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    labels = torch.tensor([[-100, -100, -100, 8, 9], [-100, -100, -100, 4, -100]])
+    ids_, positions, allowed, targets = pack(ids, mask, labels, 0.0)
+    assert ids_.tolist() == [[5, 6, 7, 8, 9, 3, 4]]
+    assert positions.tolist() == [[0, 1, 2, 3, 4, 2, 3]]
+    assert targets.tolist() == [[-100, -100, 8, 9, -100, 4, -100]]  # each row's next token, never across rows
+    assert allowed[0, 0, 5].tolist() == [True, True, False, False, False, True, False]  # prefix and itself only
+    # rows that agree into their scored tokens share only what comes before the first scored position
+    same = torch.tensor([[5, 6, 7, 8, 9, 10]] * 3)
+    scored = torch.tensor([[-100, -100, -100, -100, 9, 10]] * 3)
+    assert pack(same, torch.ones_like(same), scored, 0.0)[0].tolist() == [[5, 6, 7, 8, 9, 10, 8, 9, 10, 8, 9, 10]]
+
+
+@pytest.mark.parametrize("case", ["left padding", "nothing to save", "one row"])
+def test_pack_shared_prefix_keeps_the_padded_batch_when_it_cannot_help(case):
+    pack = load_script("sft").pack_shared_prefix
+    ids = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    mask = torch.ones_like(ids)
+    if case == "left padding":
+        ids[0, 0], mask[0, 0] = 0, 0
+        ids[1] = ids[0]
+    if case == "one row":
+        ids, mask = ids[:1], mask[:1]
+    assert pack(ids, mask, ids.clone(), 0.0) is None
