@@ -58,6 +58,7 @@ test: $(STAMP)
 # Speed and MFU vs this machine's measured matmul peak: training (ours vs TRL's), a step's profile, generation.
 bench: $(STAMP)
 	python benchmarks/train_throughput.py
+	python benchmarks/train_throughput.py --data shared_prefix --only lora --batch_size 16 --max_length 256
 	python benchmarks/profile_step.py
 	python benchmarks/generation_speed.py
 

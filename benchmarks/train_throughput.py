@@ -9,8 +9,12 @@ token, with N = the parameters of every matmul (attention, MLP and the LM head; 
     attention (forward) = 4 x layers x hidden x mean context, mean context = (row length + 1) / 2 (causal)
 For SmolLM2-135M N = 134.5M (106.2M in the 30 layers + 28.3M LM head), so LoRA is ~0.54 GFLOP and full FT ~0.81 GFLOP
 per token plus attention. The tokens are the non-padding tokens of the batches (prompt and completion).
+`--data shared_prefix` trains on rows shaped like the skills recipe's (most of each row is a skill list every prompt
+starts with) and adds sft.py without its shared-prefix packing; there tokens/s counts each row's tokens, prefix
+included, so its MFU is an effective one.
 
     python benchmarks/train_throughput.py
+    python benchmarks/train_throughput.py --data shared_prefix --only lora --batch_size 16 --max_length 256
     python benchmarks/train_throughput.py --max_steps 20 --model_name_or_path smollm2-135m-instruct
 """
 
@@ -98,6 +102,18 @@ def synthetic_dataset(path, n, seed):
             f.write(json.dumps({"prompt": prompt, "completion": completion}) + "\n")
 
 
+def shared_prefix_dataset(path, n, seed):
+    """Rows shaped like the skills and tool-calling recipes: one long instruction in every prompt (a skill or tool
+    list), then a short request and a short answer, so that most of each row is the prefix all rows share."""
+    rng = random.Random(seed)
+    instruction = "Skills: " + ", ".join(f"{word}({rng.choice(WORDS)})" for word in rng.sample(WORDS, 16))
+    with open(path, "w") as f:
+        for _ in range(n):
+            request = " ".join(rng.choices(WORDS, k=rng.randint(4, 16)))
+            answer = f"{rng.choice(WORDS)}({rng.choice(WORDS)}=\"{' '.join(rng.choices(WORDS, k=rng.randint(1, 5)))}\")"
+            f.write(json.dumps({"prompt": f"{instruction}\nUser: {request}\nCall:\n", "completion": answer}) + "\n")
+
+
 def run_variant(name, flags, args, data, workdir):
     output_dir = Path(workdir) / name
     command = [sys.executable, str(ROOT / "sft.py"), "--model_name_or_path", args.model_name_or_path,
@@ -130,13 +146,25 @@ def main():
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--max_length", type=int, default=1024)
     parser.add_argument("--examples", type=int, default=400)
+    parser.add_argument("--data", choices=["varied", "shared_prefix"], default="varied",
+                        help="varied: prompts and answers of widely varied length; shared_prefix: rows like the "
+                        "skills recipe's (a long skill list in every prompt, short requests and answers), which "
+                        "sft.py trains with the prompt prefix computed once per batch (--share_prompt_prefix)")
     parser.add_argument("--only", action="append", default=[], metavar="PREFIX",
                         help="Run only the variants whose name starts with this, e.g. --only lora")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                         help="Extra variant, e.g. --variant 'lora: r64=--use_peft --lora_r 64'")
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "train_throughput.json"))
+    parser.add_argument("--output", default=None,
+                        help="Default: benchmarks/results/train_throughput.json (_shared_prefix.json for that data)")
     args = parser.parse_args()
-    variants = {name: flags for name, flags in VARIANTS.items() if not args.only or name.startswith(tuple(args.only))}
+    suffix = "" if args.data == "varied" else "_" + args.data
+    args.output = args.output or str(ROOT / "benchmarks" / "results" / f"train_throughput{suffix}.json")
+    variants = dict(VARIANTS)
+    if args.data == "shared_prefix":  # what computing the shared prefix once gains, on top of the rest
+        variants = {new: flags for name, flags in VARIANTS.items() for new, flags in (
+            [(name, flags)] if not name.endswith(": ours") else
+            [(name + ", no prefix packing", [*flags, "--share_prompt_prefix", "False"]), (name, flags)])}
+    variants = {name: flags for name, flags in variants.items() if not args.only or name.startswith(tuple(args.only))}
     for spec in args.variant:
         name, _, flags = spec.partition("=")
         variants[name] = flags.split()
@@ -156,11 +184,14 @@ def main():
     results = []
     with tempfile.TemporaryDirectory() as workdir:
         data = Path(workdir) / "synthetic.jsonl"
-        synthetic_dataset(data, args.examples, seed=0)
+        (synthetic_dataset if args.data == "varied" else shared_prefix_dataset)(data, args.examples, seed=0)
         for name, flags in variants.items():
             print(f"running {name} ...", file=sys.stderr, flush=True)
             results.append(run_variant(name, flags, args, data, workdir))
-    print("| variant | trained tokens/s | vs TRL defaults | MFU | peak memory MiB | final loss |")
+    # with a shared prefix, tokens/s counts every row's tokens (what the data holds) although the prefix is computed
+    # once per batch: its MFU is the effective one, which may exceed what the matmuls run at
+    mfu_name = "MFU" if args.data == "varied" else "effective MFU (row tokens)"
+    print(f"| variant | trained tokens/s | vs TRL defaults | {mfu_name} | peak memory MiB | final loss |")
     print("|---|---|---|---|---|---|")
     baselines = {}
     for r in results:
