@@ -1302,6 +1302,9 @@ GREEDY_NEUTRAL_SETTINGS = {"bos_token_id", "eos_token_id", "pad_token_id", "deco
 # (SmolLM2-135M's layer + LM head matmuls: 53 ms at 13 rows, 22 ms at 16, 34 ms at 32), so fewer rows would cost time
 MIN_DECODE_ROWS = 16
 PREFILL_ROWS = 8  # greedy_decode reads prompts this many at a time (similar lengths: little padding, efficient matmuls)
+# greedy_decode reads the first tokens that all prompts of a batch share (a system prompt, a skill or tool list) once
+# when there are at least this many; fewer save less than the extra model call costs
+MIN_SHARED_PREFIX = 8
 CPU_AUTO_BATCH = 16  # --batch_size auto on the CPU: fixed (perplexity's full-vocabulary logits grow with it)
 # --batch_size's default is DEFAULT_BATCH_SIZE, except for greedy generation on the CPU: up to CPU_GENERATION_BATCH
 # prompts at a time while their KV cache stays under CPU_KV_BUDGET. greedy_decode makes big batches pay on the CPU
@@ -2080,22 +2083,44 @@ def kv_buffer_layer(keys, values, length):
     return layer
 
 
-def prefill(model, input_ids, attention_mask, positions, room):
+def shared_prefix_length(input_ids, attention_mask):
+    """How many first tokens all prompts of a left-padded batch share, leaving each at least one of its own; 0 when
+    fewer than MIN_SHARED_PREFIX (or one row)."""
+    lengths = attention_mask.sum(-1).tolist()
+    if len(lengths) < 2 or min(lengths) <= MIN_SHARED_PREFIX:
+        return 0
+    width, shortest = input_ids.shape[1], min(lengths) - 1
+    heads = [input_ids[i, width - length : width - length + shortest] for i, length in enumerate(lengths)]
+    agree = heads[0].new_ones(shortest, dtype=bool)
+    for head in heads[1:]:
+        agree &= head == heads[0]
+    length = int(agree.int().cumprod(0).sum())
+    return length if length >= MIN_SHARED_PREFIX else 0
+
+
+def prefill(model, input_ids, attention_mask, positions, room, prefix=0):
     """The prompts' logits for the first token and a KV cache with room for `room` more tokens.
 
     The rows (sorted by length) go through the model PREFILL_ROWS at a time, each group padded only to its own longest
     prompt: a batch of 32 of examples/instruct's prompts padded to the longest was 41% padding, 11% in groups of 8
     (prefill was half of the time of a batch). The cache is padded on the left to the batch's width, with zeros,
-    which the mask hides."""
+    which the mask hides. With `prefix`, the batch is laid out as [the prefix every row shares | each row's own tokens,
+    padded on the left]: the prefix goes through the model once, and each group reads only its own tokens after it."""
     import torch
     from transformers import DynamicCache
 
     width, logits, buffers = input_ids.shape[1], [], None
+    shared = DynamicCache(config=model.config)
+    if prefix:
+        model(input_ids=input_ids[:1, :prefix], position_ids=positions[:1, :prefix], past_key_values=shared,
+              use_cache=True, logits_to_keep=1)
     for start in range(0, len(input_ids), PREFILL_ROWS):
         rows = slice(start, start + PREFILL_ROWS)
-        length = int(attention_mask[rows].sum(-1).max())
-        mask = attention_mask[rows, -length:]
+        n, length = len(input_ids[rows]), int(attention_mask[rows, prefix:].sum(-1).max())
+        mask = torch.cat([attention_mask[rows, :prefix], attention_mask[rows, -length:]], dim=-1)
         part = DynamicCache(config=model.config)
+        for index, layer in enumerate(shared.layers if prefix else []):
+            part.update(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1), index)
         logits.append(model(input_ids=input_ids[rows, -length:], attention_mask=None if mask.all() else mask,
                             position_ids=positions[rows, -length:], past_key_values=part, use_cache=True,
                             logits_to_keep=1).logits[:, -1])
@@ -2106,11 +2131,30 @@ def prefill(model, input_ids, attention_mask, positions, room):
                 pair[0][:, :, :width].zero_()
                 pair[1][:, :, :width].zero_()
         for pair, layer in zip(buffers, part.layers):
-            pair[0][rows, :, width - length : width] = layer.keys
-            pair[1][rows, :, width - length : width] = layer.values
+            pair[0][rows, :, width - length : width] = layer.keys[:, :, -length:]
+            pair[1][rows, :, width - length : width] = layer.values[:, :, -length:]
+    for pair, layer in zip(buffers, shared.layers if prefix else []):
+        pair[0][:, :, :prefix] = layer.keys
+        pair[1][:, :, :prefix] = layer.values
     cache = DynamicCache(config=model.config)
     cache.layers = [kv_buffer_layer(keys, values, width) for keys, values in buffers]
     return torch.cat(logits), cache
+
+
+def share_prefix(input_ids, attention_mask):
+    """The batch laid out for prefill's `prefix`: [shared prefix | each row's own tokens, left-padded], its mask and
+    the prefix's length (0: the batch as it is). Positions from the mask stay each token's position in its prompt."""
+    import torch
+
+    prefix = shared_prefix_length(input_ids, attention_mask)
+    if not prefix:
+        return input_ids, attention_mask, 0
+    own = attention_mask.sum(-1, keepdim=True) - prefix
+    width = int(own.max())
+    mask = (torch.arange(width) >= width - own).to(attention_mask.dtype)
+    start = input_ids.shape[1] - int(attention_mask[0].sum())  # row 0's first token: its copy of the prefix
+    return (torch.cat([input_ids[:1, start : start + prefix].expand(len(input_ids), -1), input_ids[:, -width:]], -1),
+            torch.cat([mask.new_ones(len(input_ids), prefix), mask], -1), prefix)
 
 
 def greedy_decode(model, input_ids, attention_mask, max_new_tokens, eos_token_id):
@@ -2118,17 +2162,19 @@ def greedy_decode(model, input_ids, attention_mask, max_new_tokens, eos_token_id
 
     Why our own loop: generate pads every prompt of the batch to the longest, keeps computing every finished row
     until the longest answer ends, and its KV cache concatenates a new copy of itself at every step. Here the
-    prompts are read in groups of similar length (prefill), a row leaves the batch at its EOS (batch_select_indices)
-    and the cache is a buffer (kv_buffer_layer). The inputs are generate's otherwise (positions from the mask, no
-    mask without padding, logits of the last position only); only the rows and padding per matmul differ, which can
-    move the last bits, as batching does. tests/test_eval.py compares the tokens with generate's; on SmolLM2-135M
-    all answers agreed (32/32, 60/60). Measured (fp32, 2 CPU cores, 60 prompts x 64 tokens): 22-26 s at batch 64
-    where generate took 38 s (43 s at its batch 16); README.md, Tests and benchmarks. Sampling, beam search,
-    encoder-decoders, GPUs and vLLM keep their generate (own_greedy_loop says when)."""
+    prompts are read in groups of similar length (prefill), the tokens all of them start with only once
+    (share_prefix), a row leaves the batch at its EOS (batch_select_indices) and the cache is a buffer
+    (kv_buffer_layer). The inputs are generate's otherwise (positions from the mask, no mask without padding, logits
+    of the last position only); only the rows and padding per matmul differ, which can move the last bits, as
+    batching does. tests/test_eval.py compares the tokens with generate's; on SmolLM2-135M all answers agreed (32/32,
+    60/60). Measured (fp32, 2 CPU cores, 60 prompts x 64 tokens): 22-26 s at batch 64 where generate took 38 s (43 s
+    at its batch 16); README.md, Tests and benchmarks. Sampling, beam search, encoder-decoders, GPUs and vLLM keep
+    their generate (own_greedy_loop says when)."""
     import torch
 
+    input_ids, attention_mask, prefix = share_prefix(input_ids, attention_mask)
     positions = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
-    logits, cache = prefill(model, input_ids, attention_mask, positions, max_new_tokens)
+    logits, cache = prefill(model, input_ids, attention_mask, positions, max_new_tokens, prefix)
     mask = None if bool(attention_mask.all()) else attention_mask  # generate drops an all-ones mask too
     rows = list(range(len(input_ids)))  # the answer each row of the batch writes to; None once it has ended
     answers = [[] for _ in rows]

@@ -6,15 +6,20 @@ and how many answers agree (batched float arithmetic can differ in the last bits
 eval.py decodes greedily with its own loop (rows leave the batch at EOS, a KV cache without a copy per step); a second
 batched run with model.generate, as eval.py did before, shows what that loop gains. A last run generates batched in
 bf16 (--compare_dtype, eval.py --dtype bfloat16) and counts the greedy answers that change against the fp32 ones.
+Another batched run reads every prompt whole, to show what reading the tokens all prompts share (the chat template's
+system turn; a skill list, `--dataset data/skills/test.json`) once per batch gains.
 
 MFU = model FLOPs / seconds / peak, the peak being the matmul throughput of the run's dtype measured first on the
 model's own shapes at 2,048 tokens (train_throughput.py). Model FLOPs count every token the model reads, the prompt
 (prefill) as well as the answer: 2 x (N - LM head) per prompt token, 2N per generated token (N = matmul parameters
 incl. the LM head, see train_throughput.py; the LM head runs only for the last position), plus attention, 4 x layers
 x hidden x context per token. "MFU, answer only" counts the generated tokens alone, as this benchmark did before.
+Every prompt is counted whole, so where eval.py reads a shared prefix once the MFU is an effective one (it can pass
+what the matmuls run at); the answer-only MFU is not affected.
 
     python benchmarks/generation_speed.py
     python benchmarks/generation_speed.py --num_prompts 16 --max_new_tokens 32
+    python benchmarks/generation_speed.py --dataset data/skills/test.json --num_prompts 64 --max_new_tokens 32
 """
 
 import argparse
@@ -114,6 +119,15 @@ def main():
         rows.insert(1, ("batched, model.generate (eval.py before)", generate))
         result["batched_model_generate"] = generate
         result["own_loop_speedup"] = round(generate["seconds"] / batched["seconds"], 2)
+    if own_loop:  # eval.py with every prompt read whole: what reading the prefix all prompts share once gains
+        print("batched, no shared prefix ...", file=sys.stderr, flush=True)
+        min_shared_prefix, ev.MIN_SHARED_PREFIX = ev.MIN_SHARED_PREFIX, 10**9
+        whole_outputs, whole = run(args.batch_size, peak=peaks[args.dtype])
+        ev.MIN_SHARED_PREFIX = min_shared_prefix
+        whole["identical_answers_to_eval_py"] = sum(a == b for a, b in zip(whole_outputs, batched_outputs))
+        rows.insert(-1, ("batched, eval.py without the shared prefix", whole))
+        result["batched_without_shared_prefix"] = whole
+        result["shared_prefix_speedup"] = round(whole["seconds"] / batched["seconds"], 2)
     if args.compare_dtype:
         model = model.to(getattr(torch, args.compare_dtype))
         print(f"batched in {args.compare_dtype} ...", file=sys.stderr, flush=True)
@@ -137,6 +151,9 @@ def main():
         print(f"batched eval.py is {result['own_loop_speedup']}x model.generate at batch size {generate['batch_size']} "
               "(eval.py before); "
               f"{generate['identical_answers_to_eval_py']}/{len(prompts)} answers identical")
+    if own_loop:
+        print(f"reading the shared prompt prefix once is {result['shared_prefix_speedup']}x reading every prompt "
+              f"whole; {whole['identical_answers_to_eval_py']}/{len(prompts)} answers identical")
     if args.compare_dtype:
         print(f"{args.compare_dtype} batched is {other['speedup_vs_' + args.dtype]}x the {args.dtype} batched speed "
               f"and {other['speedup_vs_one_at_a_time']}x {args.dtype} one at a time; "

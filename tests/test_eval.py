@@ -143,14 +143,17 @@ def test_left_padded_batches_match_one_at_a_time(model_dir, monkeypatch):
     assert ev.generate(model, tokenizer, prompts, None, 8) == batched  # the default batch size
 
 
-@pytest.mark.parametrize("dtype,min_rows,prefill_rows", [("float32", 1, 2), ("float32", 16, 8), ("bfloat16", 2, 3)])
-def test_own_greedy_loop_gives_generates_tokens(model_dir, dtype, min_rows, prefill_rows, monkeypatch):
-    """eval.py's CPU decoding loop (rows leave the batch at EOS, a buffered KV cache) against plain model.generate:
-    the same tokens for a left-padded batch of prompts of different lengths, some of them ending early."""
+@pytest.mark.parametrize("dtype,min_rows,prefill_rows,min_prefix", [
+    ("float32", 1, 2, 8), ("float32", 16, 8, 8), ("float32", 16, 8, 10**6), ("bfloat16", 2, 3, 8)])
+def test_own_greedy_loop_gives_generates_tokens(model_dir, dtype, min_rows, prefill_rows, min_prefix, monkeypatch):
+    """eval.py's CPU decoding loop (rows leave the batch at EOS, a buffered KV cache, the chat template's shared
+    system turn read once) against plain model.generate: the same tokens for a left-padded batch of prompts of
+    different lengths, some of them ending early."""
     import torch
 
     monkeypatch.setattr(ev, "MIN_DECODE_ROWS", min_rows)  # the batch shrinks (1, 2) or never does (16 > 5 rows)
     monkeypatch.setattr(ev, "PREFILL_ROWS", prefill_rows)  # prompts read in groups padded to different widths
+    monkeypatch.setattr(ev, "MIN_SHARED_PREFIX", min_prefix)  # 10**6: every row reads its whole prompt
 
     tokenizer, rows = tiny_rows(model_dir)
     model, _ = ev.load_model(model_dir, dtype)
@@ -169,8 +172,34 @@ def test_own_greedy_loop_gives_generates_tokens(model_dir, dtype, min_rows, pref
     expected = reference(eos)
     assert len({len(ids) for ids in expected}) > 1 and 12 in {len(ids) for ids in expected}
     assert ev.own_greedy_loop(model, eos)
+    assert (ev.shared_prefix_length(input_ids, attention_mask) > 8) == (min_prefix == 8)
     with torch.inference_mode():
         assert ev.greedy_decode(model, input_ids, attention_mask, 12, eos) == expected
+
+
+@pytest.mark.parametrize("prompts,expected", [
+    ([[7, 8, 9, 1, 2], [7, 8, 9, 3]], 3),  # the tokens every prompt starts with
+    ([[7, 8, 9, 6], [7, 8, 9, 6, 4, 5]], 3),  # a prompt that is all prefix keeps its last token for its own logits
+    ([[7, 8, 9, 1], [6, 8, 9, 1]], 0),  # different first tokens
+    ([[7, 8, 1], [7, 8, 2]], 0),  # a shared prefix shorter than MIN_SHARED_PREFIX
+    ([[7, 8, 9, 1]], 0),  # one row
+])
+def test_shared_prefix_layout(prompts, expected, monkeypatch):
+    """share_prefix lays a left-padded batch out as [shared prefix | own tokens, left-padded]: the same tokens per row,
+    each at its own position (positions from the mask), and the mask hides only padding."""
+    import torch
+
+    monkeypatch.setattr(ev, "MIN_SHARED_PREFIX", 3)
+    width = max(map(len, prompts))
+    input_ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    assert ev.shared_prefix_length(input_ids, attention_mask) == expected
+    ids, mask, prefix = ev.share_prefix(input_ids, attention_mask)
+    assert prefix == expected and mask[:, :prefix].all()
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    for row, prompt in enumerate(prompts):
+        kept = mask[row].bool()
+        assert ids[row][kept].tolist() == prompt and positions[row][kept].tolist() == list(range(len(prompt)))
 
 
 def test_own_greedy_loop_only_where_it_matches_generate(model_dir):
