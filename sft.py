@@ -1577,6 +1577,8 @@ def add_cpu_lm_head(model, share_prompt_prefix=False):
     matmul_weights = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "embed" not in n)
     attention_weight = 3 * 4 * config.hidden_size * config.num_hidden_layers / (2 * matmul_weights)
     can_pack = share_prompt_prefix and attention in ("eager", "sdpa") and model.config is config
+    # training batches seen and packed, for the end-of-training log (whether packing ever applied to this data)
+    model.prefix_packing = {"batches": 0, "packed": 0} if can_pack else None
 
     def packed_inputs(kwargs, labels):
         """kwargs for one packed row and its shifted labels, or None (see pack_shared_prefix)."""
@@ -1606,6 +1608,9 @@ def add_cpu_lm_head(model, share_prompt_prefix=False):
                                num_items_in_batch=num_items_in_batch, **kwargs)
         kwargs["use_cache"] = False
         packed = None if args else packed_inputs(kwargs, labels)
+        if self.training and self.prefix_packing is not None:
+            self.prefix_packing["batches"] += 1
+            self.prefix_packing["packed"] += packed is not None
         if packed is not None:
             inputs, labels = packed
             hidden = self.base_model(**inputs, use_cache=False).last_hidden_state
@@ -2160,6 +2165,10 @@ def train_and_evaluate(trainer, state, training_args, extra, stats, resume):
     metrics["trained_tokens_per_second"] = round(
         stats["train"]["tokens"] * training_args.num_train_epochs / max(time.time() - started, 1e-9), 1) \
         if training_args.max_steps <= 0 else None
+    packing = getattr(trainer.model, "prefix_packing", None)  # PEFT's wrappers pass the attribute through
+    if packing and packing["batches"]:
+        metrics["train_prefix_packed_share"] = round(packing["packed"] / packing["batches"], 4)
+        logger.info(f"Shared prompt prefix packing: {packing['packed']} of {packing['batches']} training batches")
     if "eval" in stats:
         metrics.update(trainer.evaluate())
     metrics = {k: v for k, v in metrics.items() if v is not None}

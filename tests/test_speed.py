@@ -135,3 +135,25 @@ def test_pack_shared_prefix_keeps_the_padded_batch_when_it_cannot_help(case):
     if case == "one row":
         ids, mask = ids[:1], mask[:1]
     assert pack(ids, mask, ids.clone(), 0.0) is None
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_sft_reports_how_many_training_batches_it_packed(tiny_model_dir, tmp_path, share):
+    """Through SFTTrainer (PEFT passes extra keyword arguments) packing runs on skills-shaped rows, and all_results.json
+    says on what share of the training batches; --share_prompt_prefix False turns it off."""
+    import json
+    import os
+    from unittest import mock
+
+    sft = load_script("sft")
+    skills = ", ".join(f"skill{i}(argument{i})" for i in range(20))
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Skills: {skills}\nUser: request number {i}\nCall:\n",
+                                        "completion": f"skill{i}(argument{i}=\"{i}\")"}) + "\n" for i in range(16)))
+    args = ["--model_name_or_path", tiny_model_dir, "--dataset_name", data, "--output_dir", tmp_path / "out",
+            "--use_peft", "--max_steps", "2", "--per_device_train_batch_size", "8", "--eval_strategy", "no",
+            "--share_prompt_prefix", str(share), "--report_to", "none"]
+    with mock.patch.dict(os.environ, {"HF_TOKEN": ""}):
+        sft.main(*sft.make_parser().parse_args_and_config([str(arg) for arg in args]))
+    results = json.loads((tmp_path / "out" / "all_results.json").read_text())
+    assert results.get("train_prefix_packed_share") == (1.0 if share else None)
