@@ -60,6 +60,7 @@ bench: $(STAMP)
 	python benchmarks/train_throughput.py
 	python benchmarks/train_throughput.py --data shared_prefix --only lora --batch_size 16 --max_length 256
 	python benchmarks/profile_step.py
+	python benchmarks/profile_step.py --full --output benchmarks/results/profile_step_full.json
 	python benchmarks/generation_speed.py
 
 # Redraw training_loss.png / eval_loss.png for a finished run: make plots OUT=outputs/text2sql

@@ -162,7 +162,8 @@ class ExtraArguments:
                   "its rows start with (a system prompt, a skill or tool list) are computed once and padding is "
                   "dropped, with an attention mask that lets each row see only that prefix and itself; same loss and "
                   "gradients as the padded batch. Used for a batch when it saves at least a fifth of its estimated "
-                  "FLOPs (1.4-1.7x faster training on the skills recipe's batches). False keeps the padded batch."},
+                  "FLOPs (1.4-1.7x faster training on the skills recipe's batches). False keeps the padded batch; "
+                  "--torch_compile turns it off (each packed shape would recompile)."},
     )
     log_predictions: int = field(
         default=4,
@@ -2099,6 +2100,12 @@ def load_training_model(state, model_path, model_name, seq2seq, model_args, trai
     return model, peft_config, quantization_config
 
 
+def prefix_packing(training_args, extra):
+    """--share_prompt_prefix, except under --torch_compile: every packed batch has its own length and mask, and each
+    new shape recompiled (2-3 min a step on 2 cores, measured), where padded batches settle on one dynamic graph."""
+    return extra.share_prompt_prefix and not training_args.torch_compile
+
+
 def build_trainer(model, peft_config, seq2seq, fast_path, train_dataset, eval_dataset, general_dataset, tokenizer,
                   training_args, model_args, extra):
     """SFTTrainer (Trainer with a seq2seq collator for encoder-decoders) plus our callbacks."""
@@ -2109,7 +2116,7 @@ def build_trainer(model, peft_config, seq2seq, fast_path, train_dataset, eval_da
                              processing_class=tokenizer, peft_config=peft_config)
         if fast_path:
             add_cpu_lm_head(trainer.model.get_base_model() if model_args.use_peft else trainer.model,
-                            share_prompt_prefix=extra.share_prompt_prefix)
+                            share_prompt_prefix=prefix_packing(training_args, extra))
     if general_dataset is not None:
         general_callback = GeneralEvalCallback(general_dataset)
         general_callback.trainer = trainer
@@ -2135,7 +2142,7 @@ def log_setup(state, trainer, model_name, model_path, seq2seq, fast_path, data_f
         f"device {training_args.device} | bf16 {training_args.bf16} | attention "
         f"{model_args.attn_implementation or 'sdpa'} | gradient checkpointing "
         f"{training_args.gradient_checkpointing} | CPU fast path {fast_path}"
-        f"{' (shared prompt prefix packing)' if fast_path and extra.share_prompt_prefix else ''}\n"
+        f"{' (shared prompt prefix packing)' if fast_path and prefix_packing(training_args, extra) else ''}\n"
         f"Trainable parameters {trainable:,} || All parameters {total:,} || Trainable % {100 * trainable / total:.4f}"
         f" | memory footprint {trainer.model.get_memory_footprint() / 2**20:.0f} MiB\n"
         f"Data: {script_args.dataset_name} | format {data_format} | template {extra.prompt_template} | "

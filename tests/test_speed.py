@@ -157,3 +157,13 @@ def test_sft_reports_how_many_training_batches_it_packed(tiny_model_dir, tmp_pat
         sft.main(*sft.make_parser().parse_args_and_config([str(arg) for arg in args]))
     results = json.loads((tmp_path / "out" / "all_results.json").read_text())
     assert results.get("train_prefix_packed_share") == (1.0 if share else None)
+
+
+@pytest.mark.parametrize("share,compile_,expected", [(True, False, True), (False, False, False), (True, True, False)])
+def test_prefix_packing_is_off_under_torch_compile(share, compile_, expected):
+    """Packed batches change shape and mask every step: under --torch_compile each would recompile."""
+    from types import SimpleNamespace
+
+    sft = load_script("sft")
+    assert sft.prefix_packing(SimpleNamespace(torch_compile=compile_), SimpleNamespace(share_prompt_prefix=share)) \
+        is expected
