@@ -1500,12 +1500,14 @@ llama-cli -m {run_dir}/export/{latest} -cnv
     os.replace(tmp, card_path)
 
 
-def pick_attention(requested, cuda, packing, max_length):
+def pick_attention(requested, cuda, packing, max_length, compiled=False):
     """The attention implementation to load: the user's choice, else plain attention for short unpacked rows on CPU."""
     # PyTorch's fused CPU attention has a slow backward pass on short rows: plain attention trained 1.5x faster at
     # 16 x ~80 tokens (measured on 2 cores), broke even at 512 and lost at 1024, where its T^2 scores dominate.
-    # Packed rows need the fused kernels' handling of position_ids, so packing keeps them.
-    if requested is None and not cuda and not packing and (max_length or 1024) <= 256:
+    # Packed rows need the fused kernels' handling of position_ids, so packing keeps them. Under torch.compile plain
+    # attention went wrong: a compiled LoRA step of SmolLM2-135M (8 x 192 tokens, bf16 autocast) gave a NaN loss from
+    # its second step on, where SDPA's stayed with eager's.
+    if requested is None and not cuda and not packing and not compiled and (max_length or 1024) <= 256:
         return "eager"
     return requested
 
@@ -2078,7 +2080,8 @@ def load_training_model(state, model_path, model_name, seq2seq, model_args, trai
             bnb_4bit_compute_dtype=compute_dtype, bnb_4bit_quant_storage=model_args.bnb_4bit_quant_storage)
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
     model_args.attn_implementation = pick_attention(model_args.attn_implementation, torch.cuda.is_available(),
-                                                    training_args.packing, training_args.max_length)
+                                                    training_args.packing, training_args.max_length,
+                                                    training_args.torch_compile)
     try:
         model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(
             model_path, dtype=dtype, attn_implementation=model_args.attn_implementation,

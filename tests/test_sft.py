@@ -185,6 +185,7 @@ def test_training_writes_a_complete_output_folder(tiny_model_dir, train_file, tm
 ])
 def test_attention_choice(requested, cuda, packing, max_length, expected):
     assert sft.pick_attention(requested, cuda, packing, max_length) == expected
+    assert sft.pick_attention(requested, cuda, packing, max_length, compiled=True) == requested  # compiled: SDPA
 
 
 def test_merge_adapter_and_prompt_template_saved(tiny_model_dir, train_file, tmp_path):
