@@ -1,0 +1,55 @@
+"""The benchmarks run end to end on the tiny model (seconds): their numbers come from `make bench`, never from tests."""
+
+import json
+import sys
+from unittest import mock
+
+import pytest
+from conftest import load_script
+
+BENCHMARKS = ["generation_speed", "profile_step", "train_throughput"]
+
+
+@pytest.fixture(scope="module")
+def bench(root):
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        yield {name: load_script(f"benchmarks/{name}") for name in BENCHMARKS}
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
+
+
+def run_main(module, *args):
+    with mock.patch.object(sys, "argv", [module.__file__, *map(str, args)]):
+        module.main()
+
+
+def test_generation_speed_compares_every_way_of_generating(bench, tiny_model_dir, tmp_path):
+    output = tmp_path / "generation.json"
+    run_main(bench["generation_speed"], "--model_name_or_path", tiny_model_dir, "--num_prompts", 6,
+             "--max_new_tokens", 4, "--compare_dtype", "", "--output", output)
+    result = json.loads(output.read_text())
+    # greedy answers agree however they are batched, the shared prompt prefix read once or not
+    assert result["identical_answers"] == 6
+    assert result["batched_model_generate"]["identical_answers_to_eval_py"] == 6
+    assert result["batched_without_shared_prefix"]["identical_answers_to_eval_py"] == 6
+    assert result["batched"]["mfu"] > 0 and result["matmul_peak_gflops"]["float32"] > 0
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_profile_step_splits_a_step_and_bounds_its_mfu(bench, tiny_model_dir, tmp_path, full):
+    output = tmp_path / "profile.json"
+    run_main(bench["profile_step"], "--model_name_or_path", tiny_model_dir, "--batch_size", 2, "--length", 32,
+             "--output", output, *(["--full"] if full else []))
+    result = json.loads(output.read_text())
+    assert result["parts_seconds"]["matmul (projections, LM head)"] > 0
+    assert 0 < result["mfu"] <= result["mfu_ceiling_matmuls_only"]
+
+
+def test_shared_prefix_rows_start_alike_and_end_differently(bench, tmp_path):
+    path = tmp_path / "rows.jsonl"
+    bench["train_throughput"].shared_prefix_dataset(path, 20, seed=0)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    skills = {row["prompt"].split("\n")[0] for row in rows}
+    assert len(rows) == 20 and len(skills) == 1 and next(iter(skills)).startswith("Skills: ")
+    assert len({row["prompt"] for row in rows}) > 15 and all(row["completion"] for row in rows)
