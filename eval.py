@@ -2109,17 +2109,18 @@ def prefill(model, input_ids, attention_mask, positions, room, prefix=0):
     import torch
     from transformers import DynamicCache
 
-    width, logits, buffers = input_ids.shape[1], [], None
-    shared = DynamicCache(config=model.config)
+    width, logits, buffers, shared = input_ids.shape[1], [], None, []
     if prefix:
-        model(input_ids=input_ids[:1, :prefix], position_ids=positions[:1, :prefix], past_key_values=shared,
+        cache = DynamicCache(config=model.config)
+        model(input_ids=input_ids[:1, :prefix], position_ids=positions[:1, :prefix], past_key_values=cache,
               use_cache=True, logits_to_keep=1)
+        shared = cache.layers
     for start in range(0, len(input_ids), PREFILL_ROWS):
         rows = slice(start, start + PREFILL_ROWS)
         n, length = len(input_ids[rows]), int(attention_mask[rows, prefix:].sum(-1).max())
         mask = torch.cat([attention_mask[rows, :prefix], attention_mask[rows, -length:]], dim=-1)
         part = DynamicCache(config=model.config)
-        for index, layer in enumerate(shared.layers if prefix else []):
+        for index, layer in enumerate(shared):
             part.update(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1), index)
         logits.append(model(input_ids=input_ids[rows, -length:], attention_mask=None if mask.all() else mask,
                             position_ids=positions[rows, -length:], past_key_values=part, use_cache=True,
@@ -2133,7 +2134,7 @@ def prefill(model, input_ids, attention_mask, positions, room, prefix=0):
         for pair, layer in zip(buffers, part.layers):
             pair[0][rows, :, width - length : width] = layer.keys[:, :, -length:]
             pair[1][rows, :, width - length : width] = layer.values[:, :, -length:]
-    for pair, layer in zip(buffers, shared.layers if prefix else []):
+    for pair, layer in zip(buffers, shared):
         pair[0][:, :, :prefix] = layer.keys
         pair[1][:, :, :prefix] = layer.values
     cache = DynamicCache(config=model.config)
