@@ -6,14 +6,12 @@ import contextlib
 import io
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
-from unittest import mock
 
 import pytest
-from conftest import ROOT, load_script, write_json
+from conftest import ROOT, load_script, run_sft, write_json
 from trl import TrlParser
 
 sft = load_script("sft")
@@ -104,13 +102,6 @@ def test_general_set_loads_in_every_format(tokenizer, tmp_path, data_format):
 
 
 # --- a deliberately over-trained tiny model: sft.py logs the general loss, eval.py warns -----------------------------
-
-
-def run_sft(*args):
-    """sft.py's command line in this process (~15 s of imports less than a subprocess); the environment is restored,
-    since TrainingArguments exports settings for accelerate."""
-    with mock.patch.dict(os.environ, {"HF_TOKEN": ""}):
-        sft.main(*sft.make_parser().parse_args_and_config([str(arg) for arg in args]))
 
 
 @contextlib.contextmanager

@@ -8,10 +8,9 @@ import json
 import os
 import shutil
 from types import SimpleNamespace
-from unittest import mock
 
 import pytest
-from conftest import load_script, write_json
+from conftest import load_script, run_sft, write_json
 
 sft = load_script("sft")
 ev = load_script("eval")
@@ -22,12 +21,6 @@ PAIRS = [("What is the capital of France?", "Paris"), ("What is the capital of G
          ("What color is the sky?", "blue"), ("What color is grass?", "green"),
          ("What color is the sun?", "yellow"), ("Translate good night to German.", "Gute Nacht")]
 STEPS = 24
-
-
-def run_sft(*args):
-    """sft.py's command line in this process; the environment is restored (TrainingArguments exports settings)."""
-    with mock.patch.dict(os.environ, {"HF_TOKEN": ""}):
-        sft.main(*sft.make_parser().parse_args_and_config([str(arg) for arg in args]))
 
 
 def run_eval(*args):

@@ -2,13 +2,11 @@
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 from types import SimpleNamespace
-from unittest import mock
 
 import pytest
-from conftest import load_script, run_script, write_json
+from conftest import load_script, run_script, run_sft, write_json
 
 sft = load_script("sft")
 
@@ -265,8 +263,8 @@ def test_bad_inputs_fail_with_one_line_and_leave_nothing(tiny_model_dir, tmp_pat
     # In this process: the command line's exact code path (parser, then main) without ~15 s of imports per case.
     # The environment is restored afterwards, since TrainingArguments exports settings for accelerate.
     command = bad_input_command(setup, flags, tiny_model_dir, tmp_path)
-    with mock.patch.dict(os.environ, {"HF_TOKEN": ""}), pytest.raises(SystemExit) as stop:
-        sft.main(*sft.make_parser().parse_args_and_config([str(arg) for arg in command[1:]]))
+    with pytest.raises(SystemExit) as stop:
+        run_sft(*command[1:])
     error = str(stop.value.code)
     assert error.startswith("error: ") and "\n" not in error and message in error, error
     assert not sft.is_finished_model(tmp_path / "out")
