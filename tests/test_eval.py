@@ -143,9 +143,11 @@ def test_left_padded_batches_match_one_at_a_time(model_dir, monkeypatch):
     assert ev.generate(model, tokenizer, prompts, None, 8) == batched  # the default batch size
 
 
-@pytest.mark.parametrize("dtype,min_rows,prefill_rows,min_prefix", [
-    ("float32", 1, 2, 8), ("float32", 16, 8, 8), ("float32", 16, 8, 10**6), ("bfloat16", 2, 3, 8)])
-def test_own_greedy_loop_gives_generates_tokens(model_dir, dtype, min_rows, prefill_rows, min_prefix, monkeypatch):
+@pytest.mark.parametrize("dtype,min_rows,prefill_rows,min_prefix,keep_share", [
+    ("float32", 1, 2, 8, 1.0), ("float32", 1, 2, 8, 0.75), ("float32", 16, 8, 8, 0.75),
+    ("float32", 16, 8, 10**6, 0.75), ("bfloat16", 2, 3, 8, 0.75)])
+def test_own_greedy_loop_gives_generates_tokens(model_dir, dtype, min_rows, prefill_rows, min_prefix, keep_share,
+                                                monkeypatch):
     """eval.py's CPU decoding loop (rows leave the batch at EOS, a buffered KV cache, the chat template's shared
     system turn read once) against plain model.generate: the same tokens for a left-padded batch of prompts of
     different lengths, some of them ending early."""
@@ -154,6 +156,7 @@ def test_own_greedy_loop_gives_generates_tokens(model_dir, dtype, min_rows, pref
     monkeypatch.setattr(ev, "MIN_DECODE_ROWS", min_rows)  # the batch shrinks (1, 2) or never does (16 > 5 rows)
     monkeypatch.setattr(ev, "PREFILL_ROWS", prefill_rows)  # prompts read in groups padded to different widths
     monkeypatch.setattr(ev, "MIN_SHARED_PREFIX", min_prefix)  # 10**6: every row reads its whole prompt
+    monkeypatch.setattr(ev, "DECODE_KEEP_SHARE", keep_share)  # 1.0: a row leaves at its EOS; else in bulk
 
     tokenizer, rows = tiny_rows(model_dir)
     model, _ = ev.load_model(model_dir, dtype)
