@@ -80,7 +80,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", default="smollm2-135m-instruct")
     parser.add_argument("--dataset", default=str(ROOT / "examples" / "instruct" / "test.json"))
-    parser.add_argument("--num_prompts", type=int, default=32)
+    parser.add_argument("--num_prompts", type=int, default=60,
+                        help="The first N prompts; 60: all of examples/instruct/test.json, one batch as in instruct-eval")
     parser.add_argument("--batch_size", type=int, default=None, help="Default: eval.py's default for these prompts")
     parser.add_argument("--max_new_tokens", type=int, default=64)
     parser.add_argument("--dtype", default="float32", help="auto, float32, bfloat16, float16")
