@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from conftest import load_script
+from conftest import load_script, run_sft
 
 
-def loss_and_grads(model_dir, fast, lora):
+def loss_and_grads(model_dir, fast, lora, compile_head=False):
     """One bf16-autocast forward/backward of a batch with prompt (-100) and padded positions, as SFTTrainer runs it."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -19,7 +19,7 @@ def loss_and_grads(model_dir, fast, lora):
     base = model.get_base_model() if lora else model
     add_fused_lm_head(base, outputs=("log_probs", "entropy", "is_top1"))  # what SFTTrainer does
     if fast:
-        assert sft.add_cpu_lm_head(base)
+        assert sft.add_cpu_lm_head(base, compile_head=compile_head)
     ids = torch.randint(0, 1000, (3, 12))
     labels = ids.clone()
     labels[:, :5] = -100  # prompt
@@ -32,10 +32,11 @@ def loss_and_grads(model_dir, fast, lora):
     return out, {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("lora", [True, False])
-def test_cpu_fast_path_gives_the_same_loss_and_gradients(tiny_model_dir, lora):
+@pytest.mark.parametrize("lora,compile_head", [(True, False), (False, False), (True, True)])
+def test_cpu_fast_path_gives_the_same_loss_and_gradients(tiny_model_dir, lora, compile_head, caplog):
     plain, plain_grads = loss_and_grads(tiny_model_dir, fast=False, lora=lora)
-    fast, fast_grads = loss_and_grads(tiny_model_dir, fast=True, lora=lora)
+    fast, fast_grads = loss_and_grads(tiny_model_dir, fast=True, lora=lora, compile_head=compile_head)
+    assert "Compiling the loss head failed" not in caplog.text  # compiled where asked, not the fallback
     assert fast.log_probs.dtype == torch.float32 and fast.log_probs.shape == plain.log_probs.shape
     torch.testing.assert_close(fast.loss, plain.loss, rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(fast.log_probs, plain.log_probs, rtol=1e-2, atol=1e-2)
@@ -44,6 +45,45 @@ def test_cpu_fast_path_gives_the_same_loss_and_gradients(tiny_model_dir, lora):
     assert fast_grads.keys() == plain_grads.keys()
     for name, grad in plain_grads.items():  # bf16 matmuls either way: agree to bf16 rounding, relative to the tensor
         assert (fast_grads[name] - grad).norm() <= 2e-2 * grad.norm() + 1e-6, name
+
+
+def test_a_loss_head_that_fails_to_compile_runs_uncompiled(monkeypatch, caplog):
+    sft = load_script("sft")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+    monkeypatch.setattr(sft.torch, "compile", lambda fn, **kwargs: broken)
+    scores = sft.compiled_scores()
+    logits, targets = torch.randn(5, 11), torch.randint(0, 11, (5,))
+    for _ in range(2):  # one warning, then straight to the uncompiled head
+        for value, expected in zip(scores(logits, targets), sft.completion_scores(logits, targets)):
+            assert torch.equal(value, expected)
+    warnings = [r.getMessage() for r in caplog.records if "Compiling the loss head failed" in r.getMessage()]
+    assert len(warnings) == 1 and "No working C++ compiler" in warnings[0], warnings
+
+
+@pytest.mark.parametrize("flag,torch_compile,device,expected", [
+    (False, False, "cpu", False), (True, False, "cpu", True), (True, True, "cpu", False), (True, False, "mps", False)])
+def test_the_loss_head_is_compiled_on_request_on_the_cpu(flag, torch_compile, device, expected):
+    from types import SimpleNamespace
+
+    training_args = SimpleNamespace(torch_compile=torch_compile, device=SimpleNamespace(type=device))
+    assert load_script("sft").compile_head(training_args, SimpleNamespace(compile_loss_head=flag)) is expected
+
+
+def test_freed_memory_is_reused_without_page_faults():
+    import resource
+
+    assert load_script("sft").keep_freed_memory()  # Linux with glibc, as here and in CI
+    faults = []
+    for _ in range(8):  # steps that each allocate and free 3 x 64 MB, as a training step does its activations
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        step = [torch.ones(16 << 20) for _ in range(3)]
+        del step
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    # mmap'd and unmapped, every step faults in 3 x 16,384 fresh 4 KB pages; kept, the heap settles within a few steps
+    assert sum(faults[-2:]) < 1000, faults
 
 
 def test_cpu_lm_head_leaves_generation_and_plain_forward_alone(tiny_model_dir):
@@ -137,24 +177,23 @@ def test_pack_shared_prefix_keeps_the_padded_batch_when_it_cannot_help(case):
     assert pack(ids, mask, ids.clone(), 0.0) is None
 
 
-@pytest.mark.parametrize("share", [True, False])
-def test_sft_reports_how_many_training_batches_it_packed(tiny_model_dir, tmp_path, share):
+@pytest.mark.parametrize("share,compile_head", [(True, True), (False, False)])
+def test_sft_reports_how_many_training_batches_it_packed(tiny_model_dir, tmp_path, share, compile_head, caplog):
     """Through SFTTrainer (PEFT passes extra keyword arguments) packing runs on skills-shaped rows, and all_results.json
-    says on what share of the training batches; --share_prompt_prefix False turns it off."""
+    says on what share of the training batches; --share_prompt_prefix False turns it off. The compiled loss head
+    trains through it too."""
     import json
-    import os
-    from unittest import mock
 
-    sft = load_script("sft")
     skills = ", ".join(f"skill{i}(argument{i})" for i in range(20))
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"Skills: {skills}\nUser: request number {i}\nCall:\n",
                                         "completion": f"skill{i}(argument{i}=\"{i}\")"}) + "\n" for i in range(16)))
     args = ["--model_name_or_path", tiny_model_dir, "--dataset_name", data, "--output_dir", tmp_path / "out",
             "--use_peft", "--max_steps", "2", "--per_device_train_batch_size", "8", "--eval_strategy", "no",
-            "--share_prompt_prefix", str(share), "--report_to", "none"]
-    with mock.patch.dict(os.environ, {"HF_TOKEN": ""}):
-        sft.main(*sft.make_parser().parse_args_and_config([str(arg) for arg in args]))
+            "--share_prompt_prefix", str(share), "--compile_loss_head", str(compile_head), "--report_to", "none"]
+    caplog.set_level("INFO", logger="sft")
+    run_sft(*args)
+    assert ("compiled loss head" in caplog.text) is compile_head and "Compiling the loss head failed" not in caplog.text
     results = json.loads((tmp_path / "out" / "all_results.json").read_text())
     assert results.get("train_prefix_packed_share") == (1.0 if share else None)
 
