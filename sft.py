@@ -1528,9 +1528,9 @@ def keep_freed_memory():
     By default blocks over 32 MB (a chunk of logits, a layer's activations) are mmap'd per allocation and unmapped
     when freed, so every training step faulted in ~1 GB of fresh zeroed pages (260,000 page faults a step on
     SmolLM2-135M LoRA at 8 x 192 tokens). Served from the heap and kept there, a step had none after the first few and
-    ran 1.2-1.4x faster on 2 cores, with 3% more peak memory (4.7 vs 4.6 GB); the instruct recipe's first 30 steps,
-    whose batches vary in length, 1.04-1.08x (same losses). The same as GLIBC_TUNABLES=glibc.malloc.mmap_max=0; other
-    C libraries and systems are left alone. Returns whether it applied."""
+    ran 1.2-1.4x faster on 2 cores, with 3% more peak memory (4.7 vs 4.6 GB; ~10% in benchmarks/train_throughput.py's
+    runs); the instruct recipe's first 30 steps, whose batches vary in length, 1.04-1.08x (same losses). The same as
+    GLIBC_TUNABLES=glibc.malloc.mmap_max=0; other C libraries and systems are left alone. Returns whether it applied."""
     if not sys.platform.startswith("linux"):
         return False
     try:
