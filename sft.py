@@ -1615,8 +1615,8 @@ def compiled_scores():
             try:
                 return compiled(logits, targets)
             except Exception as error:  # inductor's failures come in many types; eager computes the same values
-                logger.warning(f"Compiling the loss head failed ({type(error).__name__}: "
-                               f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}); it runs "
+                first_line = (str(error).strip().splitlines() or [""])[0]
+                logger.warning(f"Compiling the loss head failed ({type(error).__name__}: {first_line}); it runs "
                                f"uncompiled (--compile_loss_head False skips the attempt)")
                 chosen[0] = completion_scores
         return chosen[0](logits, targets)

@@ -41,7 +41,9 @@ PARTS = {
         "mul_", "add_", "addcmul_", "addcdiv_", "sqrt", "sqrt_", "div_", "lerp_", "add", "mul", "div")),
 }
 
-MATMULS = PARTS["matmul (projections, LM head)"] + ("aten::bmm", "aten::baddbmm") + PARTS["attention"][-2:]
+MATMULS = PARTS["matmul (projections, LM head)"] + (
+    "aten::bmm", "aten::baddbmm", "aten::_scaled_dot_product_flash_attention_for_cpu",
+    "aten::_scaled_dot_product_flash_attention_for_cpu_backward")
 
 
 def part_of(event, vocab_size):
