@@ -1634,7 +1634,7 @@ def add_cpu_lm_head(model, share_prompt_prefix=False, compile_head=False):
     Entropy and token accuracy (TRL's logged metrics) come from the same log-probabilities without gradients. Models
     whose head scales or soft-caps the logits, or has a bias, keep TRL's head. With share_prompt_prefix, a batch
     runs as one packed row where that is cheaper (pack_shared_prefix); with compile_head, the head's fp32 work is
-    compiled (compiled_scores).
+    compiled (compiled_scores). Returns the names of what applied, for the setup log; none where TRL's head stays.
     """
     from trl.trainer.utils import FusedCausalLMOutput
 
@@ -1642,7 +1642,7 @@ def add_cpu_lm_head(model, share_prompt_prefix=False, compile_head=False):
     scaled = any(getattr(config, name, None) is not None for name in (
         "final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling"))
     if scaled or model.get_output_embeddings().bias is not None or getattr(config, "output_router_logits", False):
-        return False
+        return ()
     trl_forward = model.forward
     scores = compiled_scores() if compile_head else completion_scores
     attention = model.config._attn_implementation
@@ -1710,7 +1710,8 @@ def add_cpu_lm_head(model, share_prompt_prefix=False, compile_head=False):
         return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=entropy, is_top1=is_top1, label_mask=mask)
 
     model.forward = types.MethodType(forward, model)
-    return True
+    return ("completion-only loss head",) + ("shared prompt prefix packing",) * can_pack + (
+        "compiled loss head",) * bool(compile_head)
 
 
 def check_seq2seq_flags(seq2seq, training_args, extra):
@@ -2195,34 +2196,36 @@ def optimizer_steps(training_args, rows, world):
 
 def build_trainer(model, peft_config, seq2seq, fast_path, train_dataset, eval_dataset, general_dataset, tokenizer,
                   training_args, model_args, extra):
-    """SFTTrainer (Trainer with a seq2seq collator for encoder-decoders) plus our callbacks."""
+    """SFTTrainer (Trainer with a seq2seq collator for encoder-decoders) plus our callbacks, and the names of the CPU
+    fast path's parts that applied (for log_setup)."""
+    speedups = ()
     if seq2seq:
         trainer = seq2seq_trainer(model, training_args, train_dataset, eval_dataset, tokenizer, peft_config)
     else:
         trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                              processing_class=tokenizer, peft_config=peft_config)
         if fast_path:
-            keep_freed_memory()
-            add_cpu_lm_head(trainer.model.get_base_model() if model_args.use_peft else trainer.model,
-                            share_prompt_prefix=prefix_packing(training_args, extra),
-                            compile_head=compile_head(training_args, extra))
+            kept = keep_freed_memory()
+            head = add_cpu_lm_head(trainer.model.get_base_model() if model_args.use_peft else trainer.model,
+                                   share_prompt_prefix=prefix_packing(training_args, extra),
+                                   compile_head=compile_head(training_args, extra))
+            speedups = ("freed memory kept",) * kept + (head or ("TRL's LM head: this model's scales or biases its "
+                                                                 "logits",))
     if general_dataset is not None:
         general_callback = GeneralEvalCallback(general_dataset)
         general_callback.trainer = trainer
         trainer.add_callback(general_callback)
     add_tracking(trainer, eval_dataset, tokenizer, extra, Path(training_args.output_dir))
-    return trainer
+    return trainer, speedups
 
 
-def log_setup(state, trainer, model_name, model_path, seq2seq, fast_path, data_format, stats, script_args,
+def log_setup(state, trainer, model_name, model_path, seq2seq, speedups, data_format, stats, script_args,
               training_args, model_args, extra):
     """One summary of the resolved setup."""
     world = state.num_processes
     effective_batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world
     rows = len(trainer.train_dataset)
     steps = optimizer_steps(training_args, rows, world)
-    speedups = [name for name, used in (("shared prompt prefix packing", prefix_packing(training_args, extra)),
-                                        ("compiled loss head", compile_head(training_args, extra))) if used]
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
     logger.info(
@@ -2230,8 +2233,8 @@ def log_setup(state, trainer, model_name, model_path, seq2seq, fast_path, data_f
         f"{'LoRA' if model_args.use_peft else 'full fine-tuning'} | "
         f"device {training_args.device} | bf16 {training_args.bf16} | attention "
         f"{model_args.attn_implementation or 'sdpa'} | gradient checkpointing "
-        f"{training_args.gradient_checkpointing} | CPU fast path {fast_path}"
-        f"{' (' + ', '.join(speedups) + ')' if fast_path and speedups else ''}\n"
+        f"{training_args.gradient_checkpointing} | CPU fast path "
+        f"{'on (' + ', '.join(speedups) + ')' if speedups else 'off'}\n"
         f"Trainable parameters {trainable:,} || All parameters {total:,} || Trainable % {100 * trainable / total:.4f}"
         f" | memory footprint {trainer.model.get_memory_footprint() / 2**20:.0f} MiB\n"
         f"Data: {script_args.dataset_name} | format {data_format} | template {extra.prompt_template} | "
@@ -2350,9 +2353,9 @@ def main(script_args, training_args, model_args, extra):
     model, peft_config, quantization_config = load_training_model(state, model_path, model_name, seq2seq, model_args,
                                                                   training_args, extra)
     fast_path = cpu_fast_path(extra, training_args, model_args, seq2seq)
-    trainer = build_trainer(model, peft_config, seq2seq, fast_path, train_dataset, eval_dataset, general_dataset,
-                            tokenizer, training_args, model_args, extra)
-    log_setup(state, trainer, model_name, model_path, seq2seq, fast_path, data_format, stats, script_args,
+    trainer, speedups = build_trainer(model, peft_config, seq2seq, fast_path, train_dataset, eval_dataset,
+                                      general_dataset, tokenizer, training_args, model_args, extra)
+    log_setup(state, trainer, model_name, model_path, seq2seq, speedups, data_format, stats, script_args,
               training_args, model_args, extra)
     metrics = train_and_evaluate(trainer, state, training_args, extra, stats, resume)
 

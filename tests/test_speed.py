@@ -206,3 +206,34 @@ def test_prefix_packing_is_off_under_torch_compile(share, compile_, expected):
     sft = load_script("sft")
     assert sft.prefix_packing(SimpleNamespace(torch_compile=compile_), SimpleNamespace(share_prompt_prefix=share)) \
         is expected
+
+
+@pytest.mark.parametrize("case", ["default", "fast path off", "scaled head"])
+def test_setup_log_names_the_fast_path_parts_that_applied(tiny_model_dir, tmp_path, case, caplog):
+    """The setup log lists what the CPU fast path did, not what its flags asked for: a head that scales its logits
+    keeps TRL's head (and so no packing), and --cpu_fast_path False leaves glibc's malloc alone too."""
+    import json
+    import shutil
+    from unittest import mock
+
+    model_dir = tiny_model_dir
+    if case == "scaled head":  # config attributes Llama ignores, but add_cpu_lm_head must not
+        model_dir = shutil.copytree(tiny_model_dir, tmp_path / "scaled")
+        config = json.loads((model_dir / "config.json").read_text())
+        (model_dir / "config.json").write_text(json.dumps({**config, "logit_scale": 2.0}))
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Question {i}?", "completion": f"Answer {i}."}) + "\n"
+                            for i in range(8)))
+    sft = load_script("sft")
+    caplog.set_level("INFO", logger="sft")
+    with mock.patch.object(sft, "keep_freed_memory", return_value=True) as keep:
+        run_sft("--model_name_or_path", model_dir, "--dataset_name", data, "--output_dir", tmp_path / "out",
+                "--use_peft", "--max_steps", "1", "--per_device_train_batch_size", "4", "--eval_strategy", "no",
+                "--report_to", "none", *(["--cpu_fast_path", "False"] if case == "fast path off" else []))
+    expected = {"default": "CPU fast path on (freed memory kept, completion-only loss head, shared prompt prefix "
+                           "packing)",
+                "fast path off": "CPU fast path off",
+                "scaled head": "CPU fast path on (freed memory kept, TRL's LM head: this model's scales or biases its "
+                               "logits)"}
+    assert expected[case] in caplog.text
+    assert keep.called is (case != "fast path off")
