@@ -1618,7 +1618,35 @@ def load_model(name, dtype):
     except OSError as error:
         fail(f"could not load model {name}: {str(error).splitlines()[0]}")
     # under accelerate launch each process takes its own GPU (or the CPU)
-    return model.to(process_state().device).eval(), path
+    return cpu_dtype(model.to(process_state().device).eval(), dtype), path
+
+
+def cpu_dtype(model, dtype):
+    """The model in fp32 where a CPU without bf16 units would run its bf16 or fp16 weights: there 16-bit matmuls
+    are emulated, slower than fp32 and less exact (SmolLM2-135M, batched greedy decoding on an AVX-512 Xeon without
+    AMX or AVX512-BF16: bf16 0.43x fp32). Under --dtype auto (a hub checkpoint saved in bf16) it is upcast; an
+    explicit 16-bit --dtype is kept, with a warning."""
+    import torch
+
+    if model.device.type != "cpu" or model.dtype not in (torch.bfloat16, torch.float16) or cpu_has_fast_bf16():
+        return model
+    if dtype != "auto":
+        logger.warning(f"--dtype {dtype} on a CPU without bf16 units (AMX or AVX512-BF16): its matmuls are emulated, "
+                       "slower than float32 here; --dtype float32 is faster and exact")
+        return model
+    logger.info(f"Running the {str(model.dtype).removeprefix('torch.')} checkpoint in float32: this CPU has no bf16 "
+                "units (AMX or AVX512-BF16), so float32 is faster here (--dtype bfloat16 to keep it)")
+    return model.float()
+
+
+# copy of sft.py:cpu_has_fast_bf16 — keep identical (tests/test_copies.py)
+def cpu_has_fast_bf16():
+    """True on CPUs with native bf16 matrix units (AMX or AVX512-BF16), where bf16 autocast is a real speed-up."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 # copy of sft.py:load_tokenizer — keep identical (tests/test_copies.py)

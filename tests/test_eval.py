@@ -6,6 +6,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from conftest import ROOT, load_script, offline_wandb_env, read_wandb_runs, run_script, write_json
@@ -253,6 +254,25 @@ def test_default_generation_batch_grows_on_the_cpu_while_the_kv_cache_is_small(m
     assert ev.generate_batch_size(model, ev.CPU_KV_BUDGET // 512 // 20 - 256, 256, own_loop=True) == 20
     assert ev.generate_batch_size(model, 10**7, 256, own_loop=True) == ev.DEFAULT_BATCH_SIZE
 
+
+
+@pytest.mark.parametrize("saved,dtype,fast_bf16,expected,warns", [
+    ("bfloat16", "auto", False, "float32", False),  # a bf16 hub checkpoint on a CPU without bf16 units: upcast
+    ("bfloat16", "auto", True, "bfloat16", False),  # AMX: the checkpoint's own dtype, as --dtype auto says
+    ("bfloat16", "bfloat16", False, "bfloat16", True),  # asked for: kept, with a warning that it is slower here
+    ("float32", "auto", False, "float32", False),
+])
+def test_cpu_without_bf16_units_runs_a_16_bit_checkpoint_in_fp32(model_dir, tmp_path, saved, dtype, fast_bf16,
+                                                                  expected, warns, caplog):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path / saved
+    AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, saved)).save_pretrained(folder)
+    with mock.patch.object(ev, "cpu_has_fast_bf16", return_value=fast_bf16):
+        model, _ = ev.load_model(str(folder), dtype)
+    assert model.dtype == getattr(torch, expected)
+    assert ("slower than float32 here" in caplog.text) is warns
 
 # --- the command line ----------------------------------------------------------------------------------------------
 
