@@ -17,13 +17,19 @@ x hidden x context per token. "MFU, answer only" counts the generated tokens alo
 Every prompt is counted whole, so where eval.py reads a shared prefix once the MFU is an effective one (it can pass
 what the matmuls run at); the answer-only MFU is not affected.
 
+This machine's speed drifts (other load, a shared host: the same batched run took 8.3 to 10.9 s in five runs in a row),
+so every way of generating runs --repeats times, in turn, and its time is the sum over its batches of each batch's
+fastest run; one at a time, each prompt's fastest run, which if anything favours it (a prompt takes ~1 s, a
+batch ~10 s: short runs are likelier to miss a burst). Each run's total is in the JSON.
+
     python benchmarks/generation_speed.py
-    python benchmarks/generation_speed.py --num_prompts 16 --max_new_tokens 32
+    python benchmarks/generation_speed.py --num_prompts 16 --max_new_tokens 32 --repeats 1
     python benchmarks/generation_speed.py --dataset data/skills/test.json --num_prompts 64 --max_new_tokens 32
 """
 
 import argparse
-import functools
+import contextlib
+import copy
 import importlib.util
 import json
 import sys
@@ -58,22 +64,116 @@ def generation_flops(config, prompt_tokens, new_tokens):
     return total, new_tokens * (2 * (body + head) + 4 * layers * hidden * context)
 
 
-def timed_generate(ev, model, tokenizer, prompts, batch_size, max_new_tokens, peak):
+def batch_timer(ev):
+    """Wrap eval.py's in_batches so that every batch's seconds are recorded (generate() runs its batches through it);
+    returns the list they are appended to."""
+    seconds, in_batches = [], ev.in_batches
+
+    def timed_in_batches(items, batch_size, step, desc):
+        def timed_step(batch):
+            started = time.perf_counter()
+            step(batch)
+            seconds.append(time.perf_counter() - started)
+        return in_batches(items, batch_size, timed_step, desc)
+
+    ev.in_batches = timed_in_batches
+    return seconds
+
+
+def timed_generate(ev, model, tokenizer, prompts, batch_size, max_new_tokens, times):
+    """eval.py's generate on the prompts: (answers, each batch's seconds). Batches come in the same order every run
+    (sorted by length), so repeats line up batch by batch."""
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     own_loop = ev.own_greedy_loop(model, tokenizer.eos_token_id)
     batch_size = batch_size or ev.generate_batch_size(model, max(lengths), max_new_tokens, own_loop)  # eval.py's
-    started = time.perf_counter()
+    times.clear()
     outputs = ev.generate(model, tokenizer, prompts, batch_size, max_new_tokens)
-    seconds = time.perf_counter() - started
+    return outputs, {"batch_size": batch_size, "own_loop": own_loop, "batch_seconds": list(times)}
+
+
+def summarize(runs, model, tokenizer, prompts, outputs, peak):
+    """The table row of one way of generating: seconds are the sum over its batches of each batch's fastest run (one
+    at a time, each prompt's fastest), so a burst of other load on the machine slows no configuration's number."""
+    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     new = [len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs]
     flops = [generation_flops(model.config.get_text_config(), p, n) for p, n in zip(lengths, new)]
+    seconds = sum(map(min, zip(*(r["batch_seconds"] for r in runs))))
     tokens = sum(new)
-    return outputs, {"batch_size": batch_size, "own_loop": own_loop, "dtype": str(model.dtype).removeprefix("torch."),
-                     "seconds": round(seconds, 2), "generated_tokens": tokens, "prompt_tokens": sum(lengths),
-                     "tokens_per_second": round(tokens / seconds, 1),
-                     "prompts_per_second": round(len(prompts) / seconds, 2),
-                     "mfu": round(sum(f[0] for f in flops) / seconds / peak, 4),
-                     "mfu_answer_only": round(sum(f[1] for f in flops) / seconds / peak, 4)}
+    return {"batch_size": runs[0]["batch_size"], "own_loop": runs[0]["own_loop"],
+            "dtype": str(model.dtype).removeprefix("torch."), "seconds": round(seconds, 2),
+            "seconds_per_repeat": [round(sum(r["batch_seconds"]), 2) for r in runs],
+            "generated_tokens": tokens, "prompt_tokens": sum(lengths),
+            "tokens_per_second": round(tokens / seconds, 1), "prompts_per_second": round(len(prompts) / seconds, 2),
+            "mfu": round(sum(f[0] for f in flops) / seconds / peak, 4),
+            "mfu_answer_only": round(sum(f[1] for f in flops) / seconds / peak, 4)}
+
+
+@contextlib.contextmanager
+def patched(module, values):
+    """module's attributes set to values for the block, as they were after it."""
+    saved = {name: getattr(module, name) for name in values}
+    vars(module).update(values)
+    try:
+        yield
+    finally:
+        vars(module).update(saved)
+
+
+def variants(ev, model, tokenizer, args):
+    """(result key, table label, batch size, model, eval.py attributes patched) of every way of generating compared."""
+    ways = [("one_at_a_time", "one at a time", 1, model, {}),
+            ("batched", "batched (eval.py)", args.batch_size, model, {})]
+    if ev.own_greedy_loop(model, tokenizer.eos_token_id):
+        # eval.py before its own loop: model.generate, batches of DEFAULT_BATCH_SIZE (unless --batch_size); and eval.py
+        # with every prompt read whole: what reading the prefix all prompts share once gains
+        ways[1:1] = [("batched_model_generate", "batched, model.generate (eval.py before)",
+                      args.batch_size or ev.DEFAULT_BATCH_SIZE, model, {"own_greedy_loop": lambda *args: False}),
+                     ("batched_without_shared_prefix", "batched, eval.py without the shared prefix", args.batch_size,
+                      model, {"MIN_SHARED_PREFIX": 10**9})]
+    if not args.compare_dtype:
+        return ways
+    other = copy.deepcopy(model).to(getattr(torch, args.compare_dtype))
+    return [*ways, ("batched_" + args.compare_dtype, f"batched, {args.compare_dtype}", args.batch_size, other, {})]
+
+
+def report(result, ways, outputs, args):
+    """Add the ratios and answer agreements to result and print the table."""
+    single, batched, n = result["one_at_a_time"], result["batched"], result["num_prompts"]
+    result["speedup"] = round(single["seconds"] / batched["seconds"], 2)
+    result["identical_answers"] = sum(a == b for a, b in zip(outputs["one_at_a_time"], outputs["batched"]))
+    notes = [f"batched is {result['speedup']}x faster than one at a time; {result['identical_answers']}/{n} answers "
+             "identical"]
+    if "batched_model_generate" in result:
+        generate, whole = result["batched_model_generate"], result["batched_without_shared_prefix"]
+        for key in ("batched_model_generate", "batched_without_shared_prefix"):
+            result[key]["identical_answers_to_eval_py"] = sum(
+                a == b for a, b in zip(outputs[key], outputs["batched"]))
+        result["own_loop_speedup"] = round(generate["seconds"] / batched["seconds"], 2)
+        result["shared_prefix_speedup"] = round(whole["seconds"] / batched["seconds"], 2)
+        notes += [f"batched eval.py is {result['own_loop_speedup']}x model.generate at batch size "
+                  f"{generate['batch_size']} (eval.py before); {generate['identical_answers_to_eval_py']}/{n} answers "
+                  "identical",
+                  f"reading the shared prompt prefix once is {result['shared_prefix_speedup']}x reading every prompt "
+                  f"whole; {whole['identical_answers_to_eval_py']}/{n} answers identical"]
+    if args.compare_dtype:
+        other = result["batched_" + args.compare_dtype]
+        other["changed_answers_vs_" + args.dtype] = sum(
+            a != b for a, b in zip(outputs["batched_" + args.compare_dtype], outputs["batched"]))
+        other["speedup_vs_" + args.dtype] = round(batched["seconds"] / other["seconds"], 2)
+        other["speedup_vs_one_at_a_time"] = round(single["seconds"] / other["seconds"], 2)
+        notes.append(f"{args.compare_dtype} batched is {other['speedup_vs_' + args.dtype]}x the {args.dtype} batched "
+                     f"speed and {other['speedup_vs_one_at_a_time']}x {args.dtype} one at a time; "
+                     f"{other['changed_answers_vs_' + args.dtype]}/{n} greedy answers change"
+                     + ("" if result["cpu_bf16_units"] or result["device"] != "cpu" else
+                        " (this CPU has no bf16 units, AMX or AVX512-BF16: its 16-bit matmuls are emulated)"))
+    print(f"Fastest of {args.repeats} runs per batch (per prompt one at a time); seconds of each run in the JSON")
+    print("| method | dtype | batch size | seconds | generated tokens/s | prompts/s | MFU | MFU, answer only |")
+    print("|---|---|---|---|---|---|---|---|")
+    for key, label, *_ in ways:
+        r = result[key]
+        print(f"| {label} | {r['dtype']} | {r['batch_size']} | {r['seconds']} | {r['tokens_per_second']} | "
+              f"{r['prompts_per_second']} | {r['mfu']:.1%} | {r['mfu_answer_only']:.1%} |")
+    print("\n".join(notes))
 
 
 def main():
@@ -86,6 +186,8 @@ def main():
     parser.add_argument("--max_new_tokens", type=int, default=64)
     parser.add_argument("--dtype", default="float32", help="auto, float32, bfloat16, float16")
     parser.add_argument("--compare_dtype", default="bfloat16", help="A last, batched run in this dtype ('' to skip)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="Runs of every way of generating, taken in turn; each batch's fastest run counts")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "generation_speed.json"))
     args = parser.parse_args()
 
@@ -96,69 +198,26 @@ def main():
     prompts = [row["prompt"] for row in ev.build_rows(records, tokenizer, args.dataset)]
     model, _ = ev.load_model(args.model_name_or_path, args.dtype)
     config = model.config.get_text_config()
-    dtypes = {args.dtype, args.compare_dtype} - {""}
-    peaks = {name: matmul_throughput(config, getattr(torch, name))[0] for name in dtypes}
-    ev.generate(model, tokenizer, prompts[:2], 2, 4)  # warm-up: first-call setup is not generation speed
-
-    run = functools.partial(timed_generate, ev, model, tokenizer, prompts, max_new_tokens=args.max_new_tokens)
-    print(f"one at a time: {len(prompts)} prompts ...", file=sys.stderr, flush=True)
-    single_outputs, single = run(1, peak=peaks[args.dtype])
-    print("batched ...", file=sys.stderr, flush=True)
-    batched_outputs, batched = run(args.batch_size, peak=peaks[args.dtype])
-    rows = [("one at a time", single), ("batched (eval.py)", batched)]
+    ways = variants(ev, model, tokenizer, args)
+    peaks = {dtype: matmul_throughput(config, dtype)[0] for dtype in {way[3].dtype for way in ways}}
+    times = batch_timer(ev)
+    runs, outputs = {way[0]: [] for way in ways}, {}
+    for repeat in range(args.repeats):
+        for key, label, batch_size, way_model, patches in ways:
+            with patched(ev, patches):
+                if not repeat:  # warm-up: first-call setup is not generation speed
+                    ev.generate(way_model, tokenizer, prompts[:2], 2, 4)
+                print(f"{label}, run {repeat + 1} of {args.repeats} ...", file=sys.stderr, flush=True)
+                outputs[key], run = timed_generate(ev, way_model, tokenizer, prompts, batch_size, args.max_new_tokens,
+                                                   times)
+            runs[key].append(run)
     result = {"settings": vars(args), "device": str(model.device), "threads": torch.get_num_threads(),
-              "matmul_peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()}, "one_at_a_time": single,
-              "batched": batched, "num_prompts": len(prompts)}
-    own_loop = batched["own_loop"]
-    if own_loop:  # eval.py before its own loop: model.generate, batches of DEFAULT_BATCH_SIZE (unless --batch_size)
-        print("batched with model.generate ...", file=sys.stderr, flush=True)
-        own_greedy_loop, ev.own_greedy_loop = ev.own_greedy_loop, lambda *args: False
-        ev.generate(model, tokenizer, prompts[:2], 2, 4)  # its own warm-up
-        generate_outputs, generate = run(args.batch_size or ev.DEFAULT_BATCH_SIZE, peak=peaks[args.dtype])
-        ev.own_greedy_loop = own_greedy_loop
-        generate["identical_answers_to_eval_py"] = sum(a == b for a, b in zip(generate_outputs, batched_outputs))
-        rows.insert(1, ("batched, model.generate (eval.py before)", generate))
-        result["batched_model_generate"] = generate
-        result["own_loop_speedup"] = round(generate["seconds"] / batched["seconds"], 2)
-    if own_loop:  # eval.py with every prompt read whole: what reading the prefix all prompts share once gains
-        print("batched, no shared prefix ...", file=sys.stderr, flush=True)
-        min_shared_prefix, ev.MIN_SHARED_PREFIX = ev.MIN_SHARED_PREFIX, 10**9
-        whole_outputs, whole = run(args.batch_size, peak=peaks[args.dtype])
-        ev.MIN_SHARED_PREFIX = min_shared_prefix
-        whole["identical_answers_to_eval_py"] = sum(a == b for a, b in zip(whole_outputs, batched_outputs))
-        rows.insert(-1, ("batched, eval.py without the shared prefix", whole))
-        result["batched_without_shared_prefix"] = whole
-        result["shared_prefix_speedup"] = round(whole["seconds"] / batched["seconds"], 2)
-    if args.compare_dtype:
-        model = model.to(getattr(torch, args.compare_dtype))
-        print(f"batched in {args.compare_dtype} ...", file=sys.stderr, flush=True)
-        other_outputs, other = run(args.batch_size, peak=peaks[args.compare_dtype])
-        other["changed_answers_vs_" + args.dtype] = sum(a != b for a, b in zip(other_outputs, batched_outputs))
-        other["speedup_vs_" + args.dtype] = round(batched["seconds"] / other["seconds"], 2)
-        other["speedup_vs_one_at_a_time"] = round(single["seconds"] / other["seconds"], 2)
-        rows.append((f"batched, {args.compare_dtype}", other))
-        result["batched_" + args.compare_dtype] = other
-    result["speedup"] = round(single["seconds"] / batched["seconds"], 2)
-    result["identical_answers"] = sum(a == b for a, b in zip(single_outputs, batched_outputs))
-
-    print("| method | dtype | batch size | seconds | generated tokens/s | prompts/s | MFU | MFU, answer only |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, r in rows:
-        print(f"| {name} | {r['dtype']} | {r['batch_size']} | {r['seconds']} | {r['tokens_per_second']} | "
-              f"{r['prompts_per_second']} | {r['mfu']:.1%} | {r['mfu_answer_only']:.1%} |")
-    print(f"batched is {result['speedup']}x faster than one at a time; {result['identical_answers']}/{len(prompts)} "
-          "answers identical")
-    if own_loop:
-        print(f"batched eval.py is {result['own_loop_speedup']}x model.generate at batch size {generate['batch_size']} "
-              "(eval.py before); "
-              f"{generate['identical_answers_to_eval_py']}/{len(prompts)} answers identical")
-    if own_loop:
-        print(f"reading the shared prompt prefix once is {result['shared_prefix_speedup']}x reading every prompt "
-              f"whole; {whole['identical_answers_to_eval_py']}/{len(prompts)} answers identical")
-    if args.compare_dtype:
-        print(f"{args.compare_dtype} batched is {other['speedup_vs_' + args.dtype]}x the {args.dtype} batched speed "
-              f"and {other['speedup_vs_one_at_a_time']}x {args.dtype} one at a time; "
-              f"{other['changed_answers_vs_' + args.dtype]}/{len(prompts)} greedy answers change")
+              "matmul_peak_gflops": {str(k).removeprefix("torch."): round(v / 1e9, 1) for k, v in peaks.items()},
+              "num_prompts": len(prompts), "cpu_bf16_units": ev.cpu_has_fast_bf16()}
+    for key, label, batch_size, way_model, patches in ways:
+        result[key] = summarize(runs[key], way_model, tokenizer, prompts, outputs[key],
+                                peaks[way_model.dtype])
+    report(result, ways, outputs, args)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(f"Saved {args.output}")
