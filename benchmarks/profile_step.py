@@ -1,6 +1,7 @@
-"""Where a training step's time goes: torch.profiler on one CPU step of sft.py's setup (bf16 autocast, LoRA r=16 on all
-linear layers or full fine-tuning, TRL's fused LM head or sft.py's CPU one), grouped into parts, against the matmul
-peak measured on the model's shapes in the same run.
+"""Where a training step's time goes: torch.profiler on one CPU step of sft.py's setup (bf16 autocast where the CPU
+has bf16 units, as sft.py's default, else fp32; LoRA r=16 on all linear layers or full fine-tuning, TRL's fused LM
+head or sft.py's CPU one), grouped into parts, against the matmul peak of that dtype measured on the model's shapes in
+the same run.
 
     python benchmarks/profile_step.py
     python benchmarks/profile_step.py --full --cpu_fast_path False --batch_size 8 --length 256
@@ -94,6 +95,8 @@ def main():
     parser.add_argument("--cpu_fast_path", type=lambda v: v.lower() == "true", default=True)
     parser.add_argument("--compile_loss_head", type=lambda v: v.lower() == "true", default=False,
                         help="The CPU head's fp32 work compiled (sft.py --compile_loss_head; compiled before the timing)")
+    parser.add_argument("--bf16", type=lambda v: v.lower() == "true", default=None,
+                        help="bf16 autocast; default: sft.py's, on where the CPU has bf16 units (AMX, AVX512-BF16)")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--length", type=int, default=192, help="Row length; the first half is prompt (no loss)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "profile_step.json"))
@@ -102,7 +105,9 @@ def main():
     sft = load_sft()
     model, optimizer = build(sft, args)
     config = model.config.get_text_config()
-    peak, _ = matmul_throughput(config, torch.bfloat16)
+    bf16 = sft.cpu_has_fast_bf16() if args.bf16 is None else args.bf16
+    dtype = "bf16" if bf16 else "fp32"
+    peak, _ = matmul_throughput(config, torch.bfloat16 if bf16 else torch.float32)
     ids = torch.randint(0, config.vocab_size, (args.batch_size, args.length))
     labels = ids.clone()
     labels[:, : args.length // 2] = -100
@@ -110,7 +115,7 @@ def main():
 
     def step():
         started = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, fused_lm_head=True).loss
         forward = time.perf_counter()
         loss.backward()
@@ -140,10 +145,11 @@ def main():
     parts["framework overhead (Python, autograd, allocation)"] = max(wall - sum(parts.values()), 0.0)
     tokens, seconds = args.batch_size * args.length, sum(unprofiled.values())
     mfu = flops_per_token(config, not args.full, args.length) * tokens / seconds / peak
-    print(f"{'full fine-tuning' if args.full else 'LoRA'}, CPU fast path {args.cpu_fast_path}, {args.batch_size} x "
-          f"{args.length} tokens, {torch.get_num_threads()} threads: {seconds:.2f} s/step (forward "
-          f"{unprofiled['forward']:.2f}, backward {unprofiled['backward']:.2f}, optimizer "
-          f"{unprofiled['optimizer']:.2f}), {tokens / seconds:.0f} tokens/s, MFU {mfu:.0%} of the measured bf16 peak {peak / 1e9:.0f} GFLOP/s")
+    print(f"{'full fine-tuning' if args.full else 'LoRA'}, {dtype}, CPU fast path {args.cpu_fast_path}, "
+          f"{args.batch_size} x {args.length} tokens, {torch.get_num_threads()} threads: {seconds:.2f} s/step "
+          f"(forward {unprofiled['forward']:.2f}, backward {unprofiled['backward']:.2f}, optimizer "
+          f"{unprofiled['optimizer']:.2f}), {tokens / seconds:.0f} tokens/s, MFU {mfu:.0%} of the measured {dtype} "
+          f"peak {peak / 1e9:.0f} GFLOP/s")
     # the ceiling this hardware puts on MFU at these shapes: the step's model FLOPs if the matmuls of the projections,
     # LM head and attention were all that ran, at the speed they ran here (everything else removed)
     ceiling = flops_per_token(config, not args.full, args.length) * tokens / math / peak if math else 0.0
@@ -155,7 +161,7 @@ def main():
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps({
         "settings": vars(args), "threads": torch.get_num_threads(), "seconds_per_step": seconds, "timings": unprofiled,
-        "tokens_per_second": tokens / seconds, "mfu": mfu, "bf16_peak_gflops": peak / 1e9,
+        "tokens_per_second": tokens / seconds, "mfu": mfu, "dtype": dtype, "peak_gflops": peak / 1e9,
         "profiled_step_seconds": wall, "parts_seconds": parts, "matmul_seconds": math,
         "mfu_ceiling_matmuls_only": ceiling}, indent=2) + "\n")
     print(f"Saved {args.output}")
