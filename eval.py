@@ -1632,7 +1632,7 @@ def cpu_dtype(model, dtype):
         return model
     if dtype != "auto":
         logger.warning(f"--dtype {dtype} on a CPU without bf16 units (AMX or AVX512-BF16): its matmuls are emulated, "
-                       "slower than float32 here; --dtype float32 is faster and exact")
+                       "slower than float32 here; --dtype float32 is faster and more precise")
         return model
     logger.info(f"Running the {str(model.dtype).removeprefix('torch.')} checkpoint in float32: this CPU has no bf16 "
                 "units (AMX or AVX512-BF16), so float32 is faster here (--dtype bfloat16 to keep it)")

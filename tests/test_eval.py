@@ -255,7 +255,6 @@ def test_default_generation_batch_grows_on_the_cpu_while_the_kv_cache_is_small(m
     assert ev.generate_batch_size(model, 10**7, 256, own_loop=True) == ev.DEFAULT_BATCH_SIZE
 
 
-
 @pytest.mark.parametrize("saved,dtype,fast_bf16,expected,warns", [
     ("bfloat16", "auto", False, "float32", False),  # a bf16 hub checkpoint on a CPU without bf16 units: upcast
     ("bfloat16", "auto", True, "bfloat16", False),  # AMX: the checkpoint's own dtype, as --dtype auto says
