@@ -167,6 +167,9 @@ def main():
     ceiling = flops_per_token(config, not args.full, args.length) * tokens / math / peak if math else 0.0
     print(f"matmuls alone (attention's included): {math:.2f} s of the profiled step; MFU with every other part "
           f"removed: {ceiling:.0%}; {faults:,} page faults in the profiled step (each lands on an op's time)")
+    if faults > 10_000:  # a bigger batch than PREFAULT_BYTES covers, or malloc handing memory back (fast path off)
+        print(f"Warning: {faults:,} page faults in the profiled step; the ops that first touched fresh pages carry "
+              "their time, so their parts are overstated")
     print(f"| part (profiled step: {wall:.2f} s) | seconds | share |\n|---|---|---|")
     for name, part_seconds in sorted(parts.items(), key=lambda item: -item[1]):
         print(f"| {name} | {part_seconds:.2f} | {part_seconds / wall:.0%} |")
