@@ -80,10 +80,9 @@ def batch_timer(ev):
     return seconds
 
 
-def timed_generate(ev, model, tokenizer, prompts, batch_size, max_new_tokens, times):
-    """eval.py's generate on the prompts: (answers, each batch's seconds). Batches come in the same order every run
-    (sorted by length), so repeats line up batch by batch."""
-    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+def timed_generate(ev, model, tokenizer, prompts, lengths, batch_size, max_new_tokens, times):
+    """eval.py's generate on the prompts (of `lengths` tokens): (answers, each batch's seconds). Batches come in the
+    same order every run (sorted by length), so repeats line up batch by batch."""
     own_loop = ev.own_greedy_loop(model, tokenizer.eos_token_id)
     batch_size = batch_size or ev.generate_batch_size(model, max(lengths), max_new_tokens, own_loop)  # eval.py's
     times.clear()
@@ -91,10 +90,9 @@ def timed_generate(ev, model, tokenizer, prompts, batch_size, max_new_tokens, ti
     return outputs, {"batch_size": batch_size, "own_loop": own_loop, "batch_seconds": list(times)}
 
 
-def summarize(runs, model, tokenizer, prompts, outputs, peak):
+def summarize(runs, model, tokenizer, lengths, outputs, peak):
     """The table row of one way of generating: seconds are the sum over its batches of each batch's fastest run (one
     at a time, each prompt's fastest), so a burst of other load on the machine slows no configuration's number."""
-    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     new = [len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs]
     flops = [generation_flops(model.config.get_text_config(), p, n) for p, n in zip(lengths, new)]
     seconds = sum(map(min, zip(*(r["batch_seconds"] for r in runs))))
@@ -103,7 +101,7 @@ def summarize(runs, model, tokenizer, prompts, outputs, peak):
             "dtype": str(model.dtype).removeprefix("torch."), "seconds": round(seconds, 2),
             "seconds_per_repeat": [round(sum(r["batch_seconds"]), 2) for r in runs],
             "generated_tokens": tokens, "prompt_tokens": sum(lengths),
-            "tokens_per_second": round(tokens / seconds, 1), "prompts_per_second": round(len(prompts) / seconds, 2),
+            "tokens_per_second": round(tokens / seconds, 1), "prompts_per_second": round(len(lengths) / seconds, 2),
             "mfu": round(sum(f[0] for f in flops) / seconds / peak, 4),
             "mfu_answer_only": round(sum(f[1] for f in flops) / seconds / peak, 4)}
 
@@ -196,6 +194,7 @@ def main():
     tokenizer = ev.load_tokenizer(model_path)
     records = ev.read_json_records(Path(args.dataset))[: args.num_prompts]
     prompts = [row["prompt"] for row in ev.build_rows(records, tokenizer, args.dataset)]
+    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     model, _ = ev.load_model(args.model_name_or_path, args.dtype)
     config = model.config.get_text_config()
     ways = variants(ev, model, tokenizer, args)
@@ -208,15 +207,14 @@ def main():
                 if not repeat:  # warm-up: first-call setup is not generation speed
                     ev.generate(way_model, tokenizer, prompts[:2], 2, 4)
                 print(f"{label}, run {repeat + 1} of {args.repeats} ...", file=sys.stderr, flush=True)
-                outputs[key], run = timed_generate(ev, way_model, tokenizer, prompts, batch_size, args.max_new_tokens,
-                                                   times)
+                outputs[key], run = timed_generate(ev, way_model, tokenizer, prompts, lengths, batch_size,
+                                                   args.max_new_tokens, times)
             runs[key].append(run)
     result = {"settings": vars(args), "device": str(model.device), "threads": torch.get_num_threads(),
               "matmul_peak_gflops": {str(k).removeprefix("torch."): round(v / 1e9, 1) for k, v in peaks.items()},
               "num_prompts": len(prompts), "cpu_bf16_units": ev.cpu_has_fast_bf16()}
     for key, label, batch_size, way_model, patches in ways:
-        result[key] = summarize(runs[key], way_model, tokenizer, prompts, outputs[key],
-                                peaks[way_model.dtype])
+        result[key] = summarize(runs[key], way_model, tokenizer, lengths, outputs[key], peaks[way_model.dtype])
     report(result, ways, outputs, args)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")

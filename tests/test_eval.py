@@ -273,6 +273,7 @@ def test_cpu_without_bf16_units_runs_a_16_bit_checkpoint_in_fp32(model_dir, tmp_
     assert model.dtype == getattr(torch, expected)
     assert ("slower than float32 here" in caplog.text) is warns
 
+
 # --- the command line ----------------------------------------------------------------------------------------------
 
 
