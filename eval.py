@@ -2203,9 +2203,9 @@ def greedy_decode(model, input_ids, attention_mask, max_new_tokens, eos_token_id
     (kv_buffer_layer). The inputs are generate's otherwise (positions from the mask, no mask without padding, logits
     of the last position only); only the rows and padding per matmul differ, which can move the last bits, as
     batching does. tests/test_eval.py compares the tokens with generate's; on SmolLM2-135M all answers agreed (32/32,
-    60/60). Measured (fp32, 2 CPU cores, 60 prompts x 64 tokens): 22-26 s at batch 64 where generate took 38 s (43 s
-    at its batch 16); README.md, Tests and benchmarks. Sampling, beam search, encoder-decoders, GPUs and vLLM keep
-    their generate (own_greedy_loop says when)."""
+    60/60). Measured (fp32, 2 CPU cores, examples/instruct's 60 prompts, up to 64 new tokens, two runs): 9.0-9.4 s at
+    batch 64 where generate took 20.9-23.6 s at batch 16; README.md, Tests and benchmarks. Sampling, beam search,
+    encoder-decoders, GPUs and vLLM keep their generate (own_greedy_loop says when)."""
     import torch
 
     input_ids, attention_mask, prefix = share_prefix(input_ids, attention_mask)
