@@ -430,39 +430,44 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+def resolve_settings(args):
+    """The mix's sources, with args' unset settings filled in from the --config file, then the defaults, and checked
+    before anything is read."""
     if args.num_proc is not None and args.num_proc < 1:
         fail(f"--num_proc {args.num_proc} must be at least 1")
     config, sources = read_config(args.config) if args.config else ({}, [Source(**vars(s)) for s in DEFAULT_MIX])
-    seed = args.seed if args.seed is not None else config.get("seed", DEFAULT_SEED)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        fail(f"seed {seed!r} must be a whole number")
-    system_prompt = args.system_prompt if args.system_prompt is not None else config.get("system_prompt",
-                                                                                          DEFAULT_SYSTEM_PROMPT)
-    if not str(system_prompt).strip():
+    args.seed = args.seed if args.seed is not None else config.get("seed", DEFAULT_SEED)
+    if isinstance(args.seed, bool) or not isinstance(args.seed, int):
+        fail(f"seed {args.seed!r} must be a whole number")
+    if args.system_prompt is None:
+        args.system_prompt = config.get("system_prompt", DEFAULT_SYSTEM_PROMPT)
+    if not str(args.system_prompt).strip():
         fail("--system_prompt is empty; erased records need a generic system prompt")
-    allow_upsample = args.allow_upsample if args.allow_upsample is not None else bool(config.get("allow_upsample"))
-    validation_size = parse_validation_size(
+    if args.allow_upsample is None:
+        args.allow_upsample = bool(config.get("allow_upsample"))
+    args.validation_size = parse_validation_size(
         args.validation_size if args.validation_size is not None else config.get("validation_size",
                                                                                   DEFAULT_VALIDATION_SIZE))
-    explicit_total = args.total_size if args.total_size is not None else config.get("total_size")
-    output_dir = Path(args.output_dir)
-    prepare_output_dir(output_dir, args.overwrite)
+    if args.total_size is None:
+        args.total_size = config.get("total_size")
+    return sources
 
-    datasets.logging.set_verbosity_error()
-    datasets.disable_progress_bars()
+
+def work_offline(args, sources):
+    """Whether to read the hub's datasets from its local cache only: asked for, or the hub is out of reach."""
     offline = args.offline or env_offline()
-    hub_sources = [s for s in sources if not is_local(s.name)]
-    if hub_sources and not offline and not hub_reachable():
+    if any(not is_local(s.name) for s in sources) and not offline and not hub_reachable():
         logger.info("The Hugging Face hub cannot be reached; working offline.")
         offline = True
     if offline:
         # The libraries read the offline switch once at import; set it here too so hub names resolve from the local
         # cache only instead of waiting on network retries.
         datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    return offline
 
+
+def load_sources(sources, offline):
+    """({label: dataset}, {label: the shipped sample read instead of an unreachable hub dataset}), columns checked."""
     loaded, sample_paths = {}, {}
     for s in sources:
         if is_local(s.name):
@@ -491,94 +496,122 @@ def main(argv=None):
             loaded[s.label] = dataset
     for s in sources:
         check_columns(s, loaded[s.label])
-    used_sample = bool(sample_paths)
+    return loaded, sample_paths
 
-    if explicit_total is not None:
-        total_size = explicit_total
-    elif sample_paths and all(s.proportion is not None for s in sources):
+
+def mix_size(total_size, sources, loaded, sample_paths):
+    """Rows in the mix: --total_size (or the config's), else with shipped samples the most they hold at the sources'
+    proportions, else DEFAULT_TOTAL_SIZE."""
+    if total_size is not None:
+        return total_size
+    if sample_paths and all(s.proportion is not None for s in sources):
         # The shipped samples are small: take the largest mix that keeps the proportions without repeating rows.
         total_size = min(math.floor(len(loaded[s.label]) / s.proportion + 1e-9) for s in sources
                          if s.label in sample_paths)
         logger.info("Offline sample: using --total_size %d (the most rows the samples hold at these proportions).",
                     total_size)
-    else:
-        total_size = DEFAULT_TOTAL_SIZE
-    requested = check_sizes(sources, total_size)
+        return total_size
+    return DEFAULT_TOTAL_SIZE
 
-    parts, stats, prompts_before = [], [], Counter()
-    seen = set()
-    for index, s in enumerate(sources):
-        n = requested[s.label]
-        sampled, available = sample_rows(loaded[s.label], n, seed + index)
-        stat = {"source": s.label, "name": s.name, "requested": n, "available": available, "taken": 0, "erased": 0,
-                "duplicates": 0, "skipped": 0, "upsampled": 0, "erase_prompt": s.erase_prompt,
-                "read_from": sample_paths.get(s.label, s.name)}
-        stats.append(stat)
-        if sampled is None or len(sampled) == 0:
-            logger.warning("WARNING: %s has no rows in split %r; it contributes nothing.", s.label, s.split)
-            continue
-        mapped = sampled.map(to_messages, fn_kwargs={"fmt": s.format, "columns": s.columns,
-                                                      "erase_prompt": s.erase_prompt, "system_prompt": system_prompt},
-                             remove_columns=sampled.column_names, num_proc=args.num_proc,
-                             desc=f"formatting {s.label}")
-        keep = []
-        for i, (valid, key, erased, original) in enumerate(zip(mapped["valid"], mapped["user_key"], mapped["erased"],
-                                                               mapped["original_system"])):
-            if not valid:
-                stat["skipped"] += 1
-            elif key in seen:
-                stat["duplicates"] += 1
-            else:
-                seen.add(key)
-                keep.append(i)
-                if erased:
-                    stat["erased"] += 1
-                    prompts_before[original] += 1
-        if len(sampled) < n:
-            if allow_upsample and keep:
-                # Repeats are added after deduplication on purpose: upsampling is the user's explicit choice.
-                extra = random.Random(seed + index).choices(keep, k=n - len(keep))
-                stat["upsampled"] = len(extra)
-                stat["erased"] += sum(mapped[i]["erased"] for i in extra) if s.erase_prompt else 0
-                keep += extra
-            else:
-                logger.warning("WARNING: %s has only %d rows, %d were asked; taking all of them "
-                               "(--allow_upsample repeats rows instead).", s.label, len(sampled), n)
-        if stat["duplicates"]:
-            logger.info("%s: dropped %d row(s) whose user turn already appeared in the mix.", s.label,
-                        stat["duplicates"])
-        stat["taken"] = len(keep)
-        part = mapped.select(keep).select_columns(["messages"])
-        parts.append(part.add_column("source", [s.label] * len(part)))
 
-    parts = [p for p in parts if len(p)]
+def mix_source(s, dataset, n, seed, args, seen, prompts_before):
+    """(n of the source's rows as messages, prompts erased where asked, user turns already in `seen` dropped, or None;
+    the source's line of the summary). Adds the kept user turns to `seen`, the erased system prompts to
+    prompts_before."""
+    sampled, available = sample_rows(dataset, n, seed)
+    stat = {"source": s.label, "name": s.name, "requested": n, "available": available, "taken": 0, "erased": 0,
+            "duplicates": 0, "skipped": 0, "upsampled": 0, "erase_prompt": s.erase_prompt}
+    if sampled is None or len(sampled) == 0:
+        logger.warning("WARNING: %s has no rows in split %r; it contributes nothing.", s.label, s.split)
+        return None, stat
+    mapped = sampled.map(to_messages, fn_kwargs={"fmt": s.format, "columns": s.columns,
+                                                  "erase_prompt": s.erase_prompt, "system_prompt": args.system_prompt},
+                         remove_columns=sampled.column_names, num_proc=args.num_proc, desc=f"formatting {s.label}")
+    keep = []
+    for i, (valid, key, erased, original) in enumerate(zip(mapped["valid"], mapped["user_key"], mapped["erased"],
+                                                           mapped["original_system"])):
+        if not valid:
+            stat["skipped"] += 1
+        elif key in seen:
+            stat["duplicates"] += 1
+        else:
+            seen.add(key)
+            keep.append(i)
+            if erased:
+                stat["erased"] += 1
+                prompts_before[original] += 1
+    if len(sampled) < n:
+        if args.allow_upsample and keep:
+            # Repeats are added after deduplication on purpose: upsampling is the user's explicit choice.
+            extra = random.Random(seed).choices(keep, k=n - len(keep))
+            stat["upsampled"] = len(extra)
+            stat["erased"] += sum(mapped[i]["erased"] for i in extra) if s.erase_prompt else 0
+            keep += extra
+        else:
+            logger.warning("WARNING: %s has only %d rows, %d were asked; taking all of them "
+                           "(--allow_upsample repeats rows instead).", s.label, len(sampled), n)
+    if stat["duplicates"]:
+        logger.info("%s: dropped %d row(s) whose user turn already appeared in the mix.", s.label, stat["duplicates"])
+    stat["taken"] = len(keep)
+    part = mapped.select(keep).select_columns(["messages"])
+    return part.add_column("source", [s.label] * len(part)), stat
+
+
+def split_mix(parts, seed, validation_size):
+    """The sources' rows shuffled together and split into train and validation."""
+    parts = [p for p in parts if p is not None and len(p)]
     if not parts:
         fail("the mix is empty: no source gave any usable rows")
     mixed = datasets.concatenate_datasets(parts).shuffle(seed=seed).flatten_indices()
     n_validation = round(len(mixed) * validation_size) if isinstance(validation_size, float) else validation_size
     if n_validation >= len(mixed):
         fail(f"--validation_size {validation_size} leaves no training rows out of {len(mixed)}; make it smaller")
-    dataset_dict = datasets.DatasetDict({"train": mixed.select(range(n_validation, len(mixed))),
-                                         "validation": mixed.select(range(n_validation))})
+    return datasets.DatasetDict({"train": mixed.select(range(n_validation, len(mixed))),
+                                 "validation": mixed.select(range(n_validation))})
 
-    erased_total = sum(s["erased"] for s in stats)
-    summary = {"sources": stats, "total_size": total_size, "seed": seed, "validation_size": validation_size,
-               "train_rows": len(dataset_dict["train"]), "validation_rows": len(dataset_dict["validation"]),
-               "system_prompt": system_prompt, "offline_sample": used_sample, "erased": erased_total,
-               "top_system_prompts_before_erasure": [{"prompt": short(p, 120), "count": c}
-                                                     for p, c in prompts_before.most_common(5)]}
-    save_atomically(dataset_dict, summary, output_dir, args.num_proc)
 
+def print_report(summary, output_dir):
     print_summary(summary)
-    print(f"\nPrompt erasure: {erased_total} record(s) had their system prompt replaced by: {short(system_prompt)}")
-    if prompts_before:
+    print(f"\nPrompt erasure: {summary['erased']} record(s) had their system prompt replaced by: "
+          f"{short(summary['system_prompt'])}")
+    if summary["top_system_prompts_before_erasure"]:
         print("Most common system prompts before erasure:")
         for item in summary["top_system_prompts_before_erasure"]:
             print(f"  {item['count']:>5}  {short(item['prompt'])}")
-    if used_sample:
+    if summary["offline_sample"]:
         print("Note: built from the small OFFLINE SAMPLE in examples/orca/, not the full hub datasets.")
     print(f"Saved train ({summary['train_rows']}) and validation ({summary['validation_rows']}) to {output_dir} "
           f"(summary: {output_dir / 'mix_summary.json'})")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    sources = resolve_settings(args)
+    output_dir = Path(args.output_dir)
+    prepare_output_dir(output_dir, args.overwrite)
+
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    loaded, sample_paths = load_sources(sources, work_offline(args, sources))
+    total_size = mix_size(args.total_size, sources, loaded, sample_paths)
+    requested = check_sizes(sources, total_size)
+
+    parts, stats, seen, prompts_before = [], [], set(), Counter()
+    for index, s in enumerate(sources):
+        part, stat = mix_source(s, loaded[s.label], requested[s.label], args.seed + index, args, seen, prompts_before)
+        parts.append(part)
+        stats.append({**stat, "read_from": sample_paths.get(s.label, s.name)})
+    dataset_dict = split_mix(parts, args.seed, args.validation_size)
+
+    summary = {"sources": stats, "total_size": total_size, "seed": args.seed, "validation_size": args.validation_size,
+               "train_rows": len(dataset_dict["train"]), "validation_rows": len(dataset_dict["validation"]),
+               "system_prompt": args.system_prompt, "offline_sample": bool(sample_paths),
+               "erased": sum(s["erased"] for s in stats),
+               "top_system_prompts_before_erasure": [{"prompt": short(p, 120), "count": c}
+                                                     for p, c in prompts_before.most_common(5)]}
+    save_atomically(dataset_dict, summary, output_dir, args.num_proc)
+    print_report(summary, output_dir)
 
 
 if __name__ == "__main__":
