@@ -91,7 +91,7 @@ def build(sft, args):
     return model.train(), optimizer
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", default="smollm2-135m-instruct")
     parser.add_argument("--full", action="store_true", help="Full fine-tuning instead of LoRA")
@@ -103,18 +103,15 @@ def main():
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--length", type=int, default=192, help="Row length; the first half is prompt (no loss)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "profile_step.json"))
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    sft = load_sft()
-    model, optimizer = build(sft, args)
-    config = model.config.get_text_config()
-    bf16 = sft.cpu_has_fast_bf16() if args.bf16 is None else args.bf16
-    dtype = "bf16" if bf16 else "fp32"
-    peak, _ = matmul_throughput(config, torch.bfloat16 if bf16 else torch.float32)
-    ids = torch.randint(0, config.vocab_size, (args.batch_size, args.length))
+
+def step_function(model, optimizer, args, vocab_size, bf16, timings):
+    """One training step on a fixed random batch (the first half of each row prompt, without loss), its forward,
+    backward and optimizer seconds written to timings."""
+    ids = torch.randint(0, vocab_size, (args.batch_size, args.length))
     labels = ids.clone()
     labels[:, : args.length // 2] = -100
-    timings = {}
 
     def step():
         started = time.perf_counter()
@@ -126,13 +123,11 @@ def main():
         optimizer.step()
         optimizer.zero_grad()
         timings.update(forward=forward - started, backward=backward - forward, optimizer=time.perf_counter() - backward)
+    return step
 
-    step()  # warm-up (and compiling the loss head)
-    unprofiled = None
-    for _ in range(3):  # the fastest of 3 steps: single steps vary by 15% on a shared 2-core machine
-        step()
-        if unprofiled is None or sum(timings.values()) < sum(unprofiled.values()):
-            unprofiled = dict(timings)
+
+def profiled(step):
+    """(the profiler's record of one step, the page faults during it)."""
     # The profiler's own memory moves the heap, so the profiled step's large tensors landed on fresh pages: 150,000-
     # 470,000 page faults, charged to whichever ops first touched them (the loss head's scoring forward took 0.7-0.85 s
     # profiled, 0.1 s unprofiled; the step 6.4-7.7 vs 4.8 s). Touched and freed first (malloc keeps it, as sft.py's
@@ -143,8 +138,11 @@ def main():
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         step()
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-    wall = sum(timings.values())  # the profiled step: its ops' times add up to it, the rest is overhead
+    return prof, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+
+
+def step_parts(prof, wall, vocab_size):
+    """({part: seconds} of the profiled step of `wall` seconds, the seconds of its matmuls alone)."""
     parts = dict.fromkeys(PARTS, 0.0)
     parts["other elementwise (residual, RoPE, SiLU, LoRA scaling)"] = 0.0
     math = 0.0  # the matmuls alone: projections, LM head, attention's scores and weighted values
@@ -152,9 +150,32 @@ def main():
         if event.key.startswith("## Call CompiledFxGraph"):  # the compiled loss head, the only compiled code here
             parts["loss head (softmax, gather, metrics)"] += event.self_cpu_time_total / 1e6
         if event.key.startswith("aten::"):
-            parts[part_of(event, config.vocab_size)] += event.self_cpu_time_total / 1e6
+            parts[part_of(event, vocab_size)] += event.self_cpu_time_total / 1e6
             math += event.self_cpu_time_total / 1e6 if event.key in MATMULS else 0.0
     parts["framework overhead (Python, autograd, allocation)"] = max(wall - sum(parts.values()), 0.0)
+    return parts, math
+
+
+def main():
+    args = parse_args()
+    sft = load_sft()
+    model, optimizer = build(sft, args)
+    config = model.config.get_text_config()
+    bf16 = sft.cpu_has_fast_bf16() if args.bf16 is None else args.bf16
+    dtype = "bf16" if bf16 else "fp32"
+    peak, _ = matmul_throughput(config, torch.bfloat16 if bf16 else torch.float32)
+    timings = {}
+    step = step_function(model, optimizer, args, config.vocab_size, bf16, timings)
+
+    step()  # warm-up (and compiling the loss head)
+    unprofiled = None
+    for _ in range(3):  # the fastest of 3 steps: single steps vary by 15% on a shared 2-core machine
+        step()
+        if unprofiled is None or sum(timings.values()) < sum(unprofiled.values()):
+            unprofiled = dict(timings)
+    prof, faults = profiled(step)
+    wall = sum(timings.values())  # the profiled step: its ops' times add up to it, the rest is overhead
+    parts, math = step_parts(prof, wall, config.vocab_size)
     tokens, seconds = args.batch_size * args.length, sum(unprofiled.values())
     mfu = flops_per_token(config, not args.full, args.length) * tokens / seconds / peak
     print(f"{'full fine-tuning' if args.full else 'LoRA'}, {dtype}, CPU fast path {args.cpu_fast_path}, "
@@ -180,7 +201,6 @@ def main():
         "profiled_step_seconds": wall, "parts_seconds": parts, "matmul_seconds": math,
         "mfu_ceiling_matmuls_only": ceiling, "profiled_step_page_faults": faults}, indent=2) + "\n")
     print(f"Saved {args.output}")
-
 
 if __name__ == "__main__":
     main()
