@@ -1002,6 +1002,19 @@ def save_final(trainer, output_dir, tokenizer, model_name):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# estimate_memory's reference models, from each model's config.json
+REFERENCE_SHAPES = {
+    "Llama-3.2-1B": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                         num_attention_heads=32, num_key_value_heads=8, head_dim=64, tie_word_embeddings=True),
+    "Phi-3-mini (3.8B)": dict(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
+                              num_attention_heads=32, num_key_value_heads=32, tie_word_embeddings=False),
+    "Llama-2-7B": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                       num_attention_heads=32, num_key_value_heads=32, tie_word_embeddings=False),
+    "Mistral-7B": dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                       num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False),
+}
+
+
 def estimate_memory(config, name="model", batch_size=8, max_length=512, lora_r=16, lora_target_modules=None,
                     lora_weights_bytes=2, references=True):
     """Estimate GPU memory (GiB, one GPU, DDP) for full fine-tuning, LoRA and QLoRA of a Llama-style decoder.
@@ -1019,16 +1032,6 @@ def estimate_memory(config, name="model", batch_size=8, max_length=512, lora_r=1
       fused LM head never builds the full logits, so they are left out. With gradient checkpointing only each layer's
       input is kept, plus one layer recomputed at a time. 0.5 GiB for the CUDA context. Expect +-30%.
     """
-    references_shapes = {  # from each model's config.json
-        "Llama-3.2-1B": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                             num_attention_heads=32, num_key_value_heads=8, head_dim=64, tie_word_embeddings=True),
-        "Phi-3-mini (3.8B)": dict(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
-                                  num_attention_heads=32, num_key_value_heads=32, tie_word_embeddings=False),
-        "Llama-2-7B": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                           num_attention_heads=32, num_key_value_heads=32, tie_word_embeddings=False),
-        "Mistral-7B": dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                           num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False),
-    }
     get = config.get if isinstance(config, dict) else (lambda key, default=None: getattr(config, key, default))
     if not (get("hidden_size") and get("num_hidden_layers") and get("vocab_size") and get("num_attention_heads")):
         fail(f"--estimate_memory: the config of {name} lacks hidden_size/num_hidden_layers/vocab_size/"
@@ -1073,6 +1076,24 @@ def estimate_memory(config, name="model", batch_size=8, max_length=512, lora_r=1
         rows[method] = {"weights": weights / gib, "grads+optimizer": state / gib, "activations_ckpt": checkpointed,
                         "activations": kept, "total_ckpt": base + checkpointed, "total": base + kept}
 
+    reference_lines = []
+    if references:
+        reference_lines = ["", f"Reference models, total GiB per GPU at batch {batch_size} x {max_length}, "
+                               "gradient checkpointing on (off):",
+                           f"{'model':<18} {'params':>7}" + "".join(f"{method:>17}" for method in rows)]
+        for ref_name, shape in REFERENCE_SHAPES.items():
+            ref = estimate_memory(shape, ref_name, batch_size, max_length, lora_r, lora_target_modules,
+                                  lora_weights_bytes, references=False)
+            reference_lines.append(f"{ref_name:<18} {ref['params'] / 1e9:>6.2f}B" + "".join(
+                f"{row['total_ckpt']:>9.1f} ({row['total']:>5.1f})" for row in ref["rows"].values()))
+    table = memory_table(name, params, lora_params, targets, rows, batch_size, max_length, lora_r, lora_weights_bytes,
+                         reference_lines)
+    return {"params": params, "lora_params": lora_params, "rows": rows, "table": table}
+
+
+def memory_table(name, params, lora_params, targets, rows, batch_size, max_length, lora_r, lora_weights_bytes,
+                 reference_lines):
+    """estimate_memory's printable text: the figures of each method, the reference models' lines, the assumptions."""
     lines = [f"Estimated GPU memory for {name}: {params / 1e6:,.1f}M parameters, LoRA r={lora_r} adapter "
              f"{lora_params / 1e6:.2f}M on {','.join(targets)}; batch {batch_size} x {max_length} tokens per GPU",
              f"{'method':<12} {'weights':>8} {'grads+Adam':>10}  activations ckpt / none    total ckpt / none"]
@@ -1080,22 +1101,13 @@ def estimate_memory(config, name="model", batch_size=8, max_length=512, lora_r=1
         lines.append(f"{method:<12} {row['weights']:>7.2f}G {row['grads+optimizer']:>9.2f}G  "
                      f"{row['activations_ckpt']:>10.2f}G / {row['activations']:>6.2f}G  "
                      f"{row['total_ckpt']:>8.1f}G / {row['total']:>5.1f}G")
-    if references:
-        lines += ["", f"Reference models, total GiB per GPU at batch {batch_size} x {max_length}, "
-                      "gradient checkpointing on (off):",
-                  f"{'model':<18} {'params':>7}" + "".join(f"{method:>17}" for method in rows)]
-        for ref_name, shape in references_shapes.items():
-            ref = estimate_memory(shape, ref_name, batch_size, max_length, lora_r, lora_target_modules,
-                                  lora_weights_bytes, references=False)
-            lines.append(f"{ref_name:<18} {ref['params'] / 1e9:>6.2f}B" + "".join(
-                f"{row['total_ckpt']:>9.1f} ({row['total']:>5.1f})" for row in ref["rows"].values()))
-    lines += ["", "Assumes: full = fp32 weights, grads and Adam + bf16 autocast copies (18 B/param); LoRA frozen "
-              f"weights {lora_weights_bytes} B/param ({'--dtype bfloat16' if lora_weights_bytes == 2 else 'fp32'}), "
-              "adapter fp32 + Adam; QLoRA = NF4 with double quantization (0.52 B/param) on the linear layers, bf16 "
-              "elsewhere;", "bf16 activations with flash/SDPA attention, no full logits (TRL's fused LM head), "
-              "+0.5 GiB CUDA context; +-30%. Per GPU under DDP: FSDP/ZeRO-3 divide weights and grads+Adam by the GPU "
-              "count, ZeRO-2 grads+Adam."]
-    return {"params": params, "lora_params": lora_params, "rows": rows, "table": "\n".join(lines)}
+    assumptions = [
+        "Assumes: full = fp32 weights, grads and Adam + bf16 autocast copies (18 B/param); LoRA frozen weights "
+        f"{lora_weights_bytes} B/param ({'--dtype bfloat16' if lora_weights_bytes == 2 else 'fp32'}), adapter fp32 + "
+        "Adam; QLoRA = NF4 with double quantization (0.52 B/param) on the linear layers, bf16 elsewhere;",
+        "bf16 activations with flash/SDPA attention, no full logits (TRL's fused LM head), +0.5 GiB CUDA context; "
+        "+-30%. Per GPU under DDP: FSDP/ZeRO-3 divide weights and grads+Adam by the GPU count, ZeRO-2 grads+Adam."]
+    return "\n".join(lines + reference_lines + [""] + assumptions)
 
 
 # ----------------------------------------------------------------------------------------------------- GGUF export
