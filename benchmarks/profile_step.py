@@ -184,8 +184,11 @@ def main():
           f"{unprofiled['optimizer']:.2f}), {tokens / seconds:.0f} tokens/s, MFU {mfu:.0%} of the measured {dtype} "
           f"peak {peak / 1e9:.0f} GFLOP/s")
     # the ceiling this hardware puts on MFU at these shapes: the step's model FLOPs if the matmuls of the projections,
-    # LM head and attention were all that ran, at the speed they ran here (everything else removed)
-    ceiling = flops_per_token(config, not args.full, args.length) * tokens / math / peak if math else 0.0
+    # LM head and attention were all that ran, at the speed they ran here (everything else removed). Their share of
+    # the profiled step applies to the timed one, so the ceiling bounds its MFU even when other load on the machine
+    # slowed one of the two (against the profiled step's own matmul seconds, one busy run had MFU 0.20, ceiling 0.07)
+    matmul_seconds = math / wall * seconds
+    ceiling = flops_per_token(config, not args.full, args.length) * tokens / matmul_seconds / peak if math else 0.0
     print(f"matmuls alone (attention's included): {math:.2f} s of the profiled step; MFU with every other part "
           f"removed: {ceiling:.0%}; {faults:,} page faults in the profiled step (each lands on an op's time)")
     if faults > 10_000:  # a bigger batch than PREFAULT_BYTES covers, or malloc handing memory back (fast path off)
@@ -201,6 +204,7 @@ def main():
         "profiled_step_seconds": wall, "parts_seconds": parts, "matmul_seconds": math,
         "mfu_ceiling_matmuls_only": ceiling, "profiled_step_page_faults": faults}, indent=2) + "\n")
     print(f"Saved {args.output}")
+
 
 if __name__ == "__main__":
     main()

@@ -49,11 +49,7 @@ def test_profile_step_splits_a_step_and_bounds_its_mfu(bench, tiny_model_dir, tm
     # every part is found, by op name or by the shape of its tensors (the loss head's, attention's scores)
     assert all(parts[name] > 0 for name in ("matmul (projections, LM head)", "loss head (softmax, gather, metrics)",
                                             "attention", "optimizer (AdamW)", "dtype casts (autocast, fp32<->bf16)"))
-    # the ceiling bounds the MFU of the step it comes from, the profiled one; the reported MFU is the fastest unprofiled
-    # step's, which other load on the machine can put on either side of it (0.20 vs 0.07 in one busy run)
-    assert 0 < result["mfu"] and 0 < result["matmul_seconds"] <= result["profiled_step_seconds"]
-    assert result["mfu_ceiling_matmuls_only"] >= result["mfu"] * result["seconds_per_step"] / result[
-        "profiled_step_seconds"]
+    assert 0 < result["mfu"] <= result["mfu_ceiling_matmuls_only"]
     # memory touched beforehand serves the profiled step, so no op's time is a page fault's (150,000+ before)
     assert result["profiled_step_page_faults"] < 10_000
 

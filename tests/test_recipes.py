@@ -80,7 +80,7 @@ def test_tools_data_train_eval(tmp_path):
     data, out = tmp_path / "tools", tmp_path / "tools-model"
     result = make("tools-data", DATA_OUT=data)
     assert "train: 292 examples (messages)" in result.stderr and (data / "test_unseen_functions.jsonl").exists()
-    make("tools-train", DATA_OUT=data, OUT=out, ARGS=SHORT_TRAIN + " --per_device_train_batch_size 2")
+    make("tools-train", DATA_OUT=data, OUT=out, ARGS=SHORT_TRAIN)
     # SmolLM2's template renders no tools: the fallback is saved with the model, so eval.py renders the same prompts
     assert "tools is defined" in (out / "chat_template.jinja").read_text()
     make("tools-eval", DATA_OUT=data, OUT=out, ARGS="--max_samples 3 --max_new_tokens 24")
