@@ -13,6 +13,7 @@ import math
 import os
 import random
 import re
+import selectors
 import signal
 import string
 import subprocess
@@ -97,19 +98,32 @@ FINQA_DROP_WARNINGS = 20
 #    This layer holds for every user, and it is enough on its own: every escape we know of (re-importing a module
 #    popped from sys.modules, ctypes, posix.open with O_TRUNC, sockets, fork, __subclasses__/__globals__/gi_frame
 #    walks, str.format field access) needs an import, a "_" name, an attribute off the list or a denied builtin. The
-#    program then runs with a builtins dict of FINQA_SANDBOX_BUILTINS alone and an __import__ that hands out math
-#    alone, so a name the check let through still reaches nothing else. We wrote this check rather than use asteval:
+#    program then runs with a builtins dict of FINQA_SANDBOX_BUILTINS alone and an __import__ that hands out its own
+#    copy of math alone, so a name the check let through still reaches nothing else, and what the program does to
+#    math (math.isfinite = ...) cannot change how its answer is read. We wrote this check rather than use asteval:
 #    asteval interprets nearly all of Python and refuses a deny-list of names and attributes, which has been escaped
 #    (lmfit/asteval#86: print.__reduce__ led to getattr); an allow-list this short can be read whole, and CPython then
-#    runs the program at full speed.
+#    runs the program at full speed. The check itself is bounded (size, syntax-tree depth, two levels of format
+#    specs, as Python allows) and a failure inside it is the program's verdict (checker_error), never the run's.
 # 2. A separate process (python -I -S, empty environment, its whole session killed afterwards) with limits on address
 #    space, CPU time, file size (0), new processes (0), new open files (0) and core dumps: what the allowed language
-#    can still do (loop, allocate, recurse, print) ends as a timeout, memory or runtime_error verdict.
+#    can still do (loop, allocate, recurse, print) ends as a timeout, memory or runtime_error verdict. The parent
+#    reads at most FINQA_SANDBOX_MAX_OUTPUT bytes of its answer, as strict JSON, and escapes control characters and
+#    lone surrogates in every text it returns (they would forge log lines or break a UTF-8 file).
 # 3. Kernel isolation where the kernel allows it, a backstop should layer 1 ever miss something: an empty network
-#    namespace (root makes one, then drops to nobody; any other user makes a user+network namespace) and Landlock
-#    (Linux >= 5.13, any user: no file created, written, truncated or removed; from ABI 4 no TCP bind/connect, from
-#    ABI 6 no abstract unix socket or signal out). finqa_run_code logs once which of these held.
+#    namespace (root makes one, then drops to nobody; any other user makes a user+network namespace), Landlock
+#    (Linux >= 5.13, any user: nothing created, written, truncated or removed, nothing read but the interpreter's own
+#    files and /dev/null, /dev/zero, /dev/urandom; from ABI 4 no TCP bind/connect, from ABI 6 no abstract unix
+#    socket or signal out) and a seccomp filter (Linux >= 3.5, x86_64 and aarch64: no socket at all, so no connect
+#    to a unix socket file such as ssh-agent's or docker.sock, no signal to another process, no ptrace, no io_uring).
+#    finqa_run_code logs once which of these held and which this kernel lacks.
 FINQA_SANDBOX_MAX_CHARS = 20_000  # model outputs are cut at a few hundred tokens; teacher programs are under 2,000
+FINQA_SANDBOX_MAX_DEPTH = 100  # syntax-tree depth; translated and teacher programs stay under 15
+# The child's whole answer: 2,000 characters of printed text, 200 of answer and 300 of message stay under it even
+# when each character is a 12-byte JSON escape.
+FINQA_SANDBOX_MAX_OUTPUT = 32_768
+FINQA_SANDBOX_MAX_MESSAGE = 300  # characters of a verdict's message kept (and logged)
+FINQA_SANDBOX_VERDICTS = ("ok", "syntax_error", "blocked", "timeout", "memory", "runtime_error", "no_ans", "non_finite")
 FINQA_SANDBOX_MODULES = ("math",)
 FINQA_SANDBOX_BUILTINS = (
     "abs all any bool dict divmod enumerate filter float format int isinstance len list map max min pow print range "
@@ -134,28 +148,36 @@ FINQA_SANDBOX_KERNEL_ISOLATION = True  # tests turn it off: layers 1 and 2 must 
 FINQA_SANDBOX_SEEN = set()  # kernel isolation reports already logged
 
 
-def finqa_plain_format(template):
-    """True for a str.format template whose fields only name arguments ("{}", "{0:.2f}", "{x:>{width}}")."""
+def finqa_plain_format(template, depth=0):
+    """True for a str.format template whose fields only name arguments ("{}", "{0:.2f}", "{x:>{width}}"). A field in
+    a field's spec may hold no further field (Python's own limit), so the check is at most three calls deep."""
     try:
         fields = list(string.Formatter().parse(template)) if isinstance(template, str) else None
     except ValueError:
         return False
     return fields is not None and all(
-        name is None or (re.fullmatch(r"\w*", name) and finqa_plain_format(spec or ""))
+        name is None or (depth < 2 and re.fullmatch(r"\w*", name) and finqa_plain_format(spec or "", depth + 1))
         for _, name, spec, _ in fields
     )
 
 
 def finqa_check_code(code):
-    """None when the program passes the allow-list above, else (status, why): too_long, syntax_error or blocked."""
+    """None when the program passes the allow-list above, else (status, why): too_long, syntax_error, too_deep or
+    blocked."""
     if len(code) > FINQA_SANDBOX_MAX_CHARS:
         return "too_long", f"{len(code)} characters, more than the {FINQA_SANDBOX_MAX_CHARS} a FinQA program needs"
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+    except (RecursionError, MemoryError) as error:  # the parser's own nesting limits
+        return "too_deep", f"{type(error).__name__}: the program nests deeper than the parser allows"
+    except (SyntaxError, ValueError) as error:
         return "syntax_error", f"{type(error).__name__}: {error}"[:300]
-    for node in ast.walk(tree):
+    stack = [(tree, 0)]  # depth-first by hand: ast.walk gives no depth, and a recursive walk could overflow
+    while stack:
+        node, depth = stack.pop()
         where = f"line {getattr(node, 'lineno', 1)}"
+        if depth > FINQA_SANDBOX_MAX_DEPTH:
+            return "too_deep", f"{where}: nested more than {FINQA_SANDBOX_MAX_DEPTH} levels deep"
         if not isinstance(node, FINQA_SANDBOX_NODES):
             return "blocked", f"{where}: {type(node).__name__} is not allowed in a FinQA program"
         for field in ("id", "name", "arg", "attr", "asname", "module"):
@@ -171,27 +193,74 @@ def finqa_check_code(code):
             return "blocked", f"{where}: only {', '.join(FINQA_SANDBOX_MODULES)} may be imported"
         if isinstance(node, ast.ImportFrom) and (node.module not in FINQA_SANDBOX_MODULES or node.level):
             return "blocked", f"{where}: only {', '.join(FINQA_SANDBOX_MODULES)} may be imported"
+        stack.extend((child, depth + 1) for child in reversed(list(ast.iter_child_nodes(node))))
     return None
 
 
 # The child applies its own isolation and limits before it runs the program, instead of a preexec_fn in the parent:
-# preexec_fn is unsafe when the parent runs threads (the teacher pool, torch in eval.py).
+# preexec_fn is unsafe when the parent runs threads (the teacher pool, torch in eval.py). The seccomp filter is ten
+# lines of classic BPF through ctypes: the libseccomp bindings (pyseccomp) would need site-packages, which python -I -S
+# does not load, and a libseccomp that not every machine has.
 FINQA_SANDBOX_BOOTSTRAP = r'''
-import builtins, io, json, math, numbers, os, resource, sys
+import builtins, io, json, math, numbers, os, resource, struct, sys
 request = json.loads(sys.stdin.read())
 result_fd = os.dup(1)
 null_fd = os.open(os.devnull, os.O_RDWR)
 for fd in (0, 1, 2):
     os.dup2(null_fd, fd)
 os.close(null_fd)
-real_write, real_exit, dumps = os.write, os._exit, json.dumps
-isolation = []
+real_write, real_exit, dumps, isfinite, Real = os.write, os._exit, json.dumps, math.isfinite, numbers.Real
+isolation, missing = [], []
 
 def send(payload):
-    data = dumps(dict(payload, isolation=", ".join(isolation))).encode()
+    data = dumps(dict(payload, isolation=", ".join(isolation), missing=", ".join(missing))).encode()
     while data:
         data = data[real_write(result_fd, data):]
     real_exit(0)
+
+def landlock(libc, ctypes):
+    abi = libc.syscall(444, None, 0, 1)  # landlock_create_ruleset(NULL, 0, VERSION): the ABI, or -1 without Landlock
+    if abi < 1:
+        return missing.append("landlock (Linux < 5.13 or switched off)")
+    fs = (1 << 13) - 1  # every access of ABI 1: execute, write, read, remove, make
+    fs |= (1 << 13 if abi >= 2 else 0) | (1 << 14 if abi >= 3 else 0) | (1 << 15 if abi >= 5 else 0)
+    net, scoped = (3 if abi >= 4 else 0), (3 if abi >= 6 else 0)  # TCP bind+connect; abstract unix sockets+signals
+    attr = (ctypes.c_uint64 * 3)(fs, net, scoped)
+    ruleset = libc.syscall(444, ctypes.byref(attr), 24 if abi >= 6 else 16 if abi >= 4 else 8, 0)
+    if ruleset < 0:
+        return missing.append("landlock (no ruleset)")
+    # read only: the standard library a lazy import needs, and the harmless devices
+    for path in [p for p in sys.path if os.path.isdir(p)] + ["/dev/null", "/dev/zero", "/dev/urandom"]:
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            continue
+        rule = struct.pack("=QI", 4 | 8 if os.path.isdir(path) else 4, fd)  # path_beneath: READ_FILE (+ READ_DIR)
+        libc.syscall(445, ruleset, 1, rule, 0)  # landlock_add_rule(ruleset, PATH_BENEATH, &rule, 0)
+        os.close(fd)
+    if libc.syscall(446, ruleset, 0) == 0:  # landlock_restrict_self
+        isolation.append(f"landlock ABI {abi}")
+        missing.extend(["landlock TCP rules (ABI < 4)"] * (abi < 4) + ["landlock signal scoping (ABI < 6)"] * (abi < 6))
+
+def seccomp(libc, ctypes):
+    # arch -> (AUDIT_ARCH, socket socketpair connect kill tkill tgkill rt_sigqueueinfo rt_tgsigqueueinfo ptrace
+    # process_vm_readv process_vm_writev pidfd_send_signal io_uring_setup)
+    arch, calls = {
+        "x86_64": (0xC000003E, (41, 53, 42, 62, 200, 234, 129, 297, 101, 310, 311, 424, 425)),
+        "aarch64": (0xC00000B7, (198, 199, 203, 129, 130, 131, 138, 240, 117, 270, 271, 424, 425)),
+    }.get(os.uname().machine, (None, ()))
+    if arch is None:
+        return missing.append(f"seccomp (no syscall table for {os.uname().machine})")
+    deny, allow, n = 0x00050001, 0x7FFF0000, len(calls)  # SECCOMP_RET_ERRNO | EPERM
+    # load arch, foreign arch: deny all; load the call number, x32 calls and the listed ones jump to the last deny
+    program = [(0x20, 0, 0, 4), (0x15, 1, 0, arch), (0x06, 0, 0, deny), (0x20, 0, 0, 0), (0x35, n + 1, 0, 1 << 30)]
+    program += [(0x15, n - i, 0, number) for i, number in enumerate(calls)] + [(0x06, 0, 0, allow), (0x06, 0, 0, deny)]
+    code = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *op) for op in program))
+    fprog = struct.pack("@HP", len(program), ctypes.addressof(code))
+    if libc.prctl(22, 2, fprog, 0, 0) == 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        isolation.append("seccomp")
+    else:
+        missing.append("seccomp (refused)")
 
 def isolate():
     import ctypes
@@ -208,31 +277,37 @@ def isolate():
             pass
     elif libc.unshare(0x10000000 | 0x40000000) == 0:  # CLONE_NEWUSER | CLONE_NEWNET
         isolation.append("user+network namespace")
-    abi = libc.syscall(444, None, 0, 1)  # landlock_create_ruleset(NULL, 0, VERSION): the ABI, or -1 without Landlock
-    if abi < 1 or libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS, which Landlock requires
-        return
-    fs = ((1 << 13) - 1) & ~(4 | 8)  # every access of ABI 1 except READ_FILE and READ_DIR
-    fs |= (1 << 13 if abi >= 2 else 0) | (1 << 14 if abi >= 3 else 0)  # REFER, TRUNCATE
-    net, scoped = (3 if abi >= 4 else 0), (3 if abi >= 6 else 0)  # TCP bind+connect; abstract unix sockets+signals
-    attr = (ctypes.c_uint64 * 3)(fs, net, scoped)
-    ruleset = libc.syscall(444, ctypes.byref(attr), 24 if abi >= 6 else 16 if abi >= 4 else 8, 0)
-    if ruleset >= 0 and libc.syscall(446, ruleset, 0) == 0:  # landlock_restrict_self with no rule: all handled denied
-        isolation.append(f"landlock ABI {abi}")
+    else:
+        missing.append("user namespace")
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS, which Landlock and seccomp require
+        return missing.append("no_new_privs")
+    landlock(libc, ctypes)
+    seccomp(libc, ctypes)
 
 if request["kernel_isolation"] and sys.platform.startswith("linux"):
     try:
         isolate()
-    except Exception:  # a Python without ctypes, a libc without unshare: the other layers still hold
-        pass
+    except Exception as error:  # a Python without ctypes, a libc without unshare: the other layers still hold
+        missing.append(type(error).__name__)
 limits = [("RLIMIT_AS", int(request["memory_mb"]) << 20), ("RLIMIT_CPU", int(request["cpu_s"])),
           ("RLIMIT_FSIZE", 0), ("RLIMIT_NPROC", 0), ("RLIMIT_CORE", 0), ("RLIMIT_NOFILE", result_fd + 1)]
 for name, value in limits:
     resource.setrlimit(getattr(resource, name), (value, value + (name == "RLIMIT_CPU")))
 
+class Blocked(ImportError):
+    pass
+
+def own_copy(module):
+    copy = type(module)(module.__name__)  # no __file__ or __spec__: an error message names no path
+    vars(copy).update({key: value for key, value in vars(module).items() if not key.startswith("_")})
+    return copy
+
+modules = {name: own_copy(__import__(name)) for name in request["modules"]}
+
 def safe_import(name, globals=None, locals=None, fromlist=(), level=0):
-    if name in request["modules"] and level == 0:
-        return sys.modules[name]
-    raise ImportError("only " + ", ".join(request["modules"]) + " may be imported")
+    if name in modules and level == 0:
+        return modules[name]
+    raise Blocked("only " + ", ".join(request["modules"]) + " may be imported")
 
 class Captured(io.StringIO):
     def write(self, text):
@@ -252,11 +327,11 @@ try:
     exec(program, namespace)
 except MemoryError:
     send({"status": "memory", "message": "MemoryError"})
-except (ImportError, PermissionError) as error:
+except (Blocked, PermissionError) as error:
     send({"status": "blocked", "message": str(error)[:300]})
 except RecursionError:
     send({"status": "runtime_error", "message": "RecursionError"})
-except BaseException as error:
+except BaseException as error:  # "from math import nothing" too: harmless, so not blocked
     send({"status": "runtime_error", "message": (type(error).__name__ + ": " + str(error))[:300]})
 if "ans" not in namespace:
     send({"status": "no_ans", "message": "the code never sets ans"})
@@ -264,10 +339,10 @@ answer = namespace["ans"]
 try:
     if isinstance(answer, bool):
         answer = bool(answer)
-    elif isinstance(answer, numbers.Real):
+    elif isinstance(answer, Real):
         answer = float(answer)
-        if not math.isfinite(answer):
-            answer = repr(answer)
+        if not isfinite(answer):
+            send({"status": "non_finite", "message": "ans is " + repr(answer)})
     else:
         answer = str(answer)[:200]
 except BaseException as error:
@@ -276,14 +351,75 @@ send({"status": "ok", "answer": answer, "stdout": io.StringIO.getvalue(captured)
 '''
 
 
+def finqa_clean_text(text, limit=FINQA_SANDBOX_MAX_MESSAGE):
+    """Hostile text made safe to log and to write as UTF-8: at most `limit` characters, and control characters
+    (terminal escapes, a newline that forges a log line) and lone surrogates escaped as Python writes them."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in str(text)[:limit])
+
+
+def finqa_reject_constant(name):
+    raise ValueError(f"{name} is not a number strict JSON allows")
+
+
+def finqa_child_output(process, timeout):
+    """(the child's output, None) once it closes its end, or (None, why): it ran past `timeout` seconds or wrote
+    more than FINQA_SANDBOX_MAX_OUTPUT bytes (which only a program past the allow-list could)."""
+    deadline, chunks, size = time.monotonic() + timeout, [], 0
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                return None, "timeout"
+            chunk = os.read(process.stdout.fileno(), 65536)
+            if not chunk:
+                return b"".join(chunks), None
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > FINQA_SANDBOX_MAX_OUTPUT:
+                return None, "output"
+
+
+def finqa_verdict(output, returncode):
+    """(answer, status, message) from the child's output: strict JSON of a known verdict, or what its exit says."""
+    try:
+        payload = json.loads(output.decode("utf-8"), parse_constant=finqa_reject_constant)
+        status = payload["status"]
+        answer = payload.get("answer")
+        if status not in FINQA_SANDBOX_VERDICTS or not isinstance(answer, (bool, int, float, str, type(None))):
+            raise ValueError(f"an unknown verdict {status!r}")
+        if isinstance(answer, (int, float)) and not isinstance(answer, bool) and not math.isfinite(answer):
+            status, answer = "non_finite", None  # "1e999" is JSON too
+    except (ValueError, TypeError, KeyError, RecursionError):
+        code_signal = -returncode if returncode and returncode < 0 else None
+        if code_signal in (signal.SIGXCPU, signal.SIGKILL):
+            return None, "timeout", f"killed by signal {code_signal}"
+        if code_signal == signal.SIGXFSZ:
+            return None, "blocked", "tried to write a file"
+        return None, "crashed", f"exit status {returncode} without an answer"
+    isolation, missing = str(payload.get("isolation") or "none"), str(payload.get("missing") or "nothing")
+    if isolation not in FINQA_SANDBOX_SEEN:
+        FINQA_SANDBOX_SEEN.add(isolation)
+        logger.info("FinQA sandbox: allow-list, limits, kernel isolation: %s (not on this kernel: %s)",
+                    finqa_clean_text(isolation), finqa_clean_text(missing))
+    if status == "ok":
+        answer = finqa_clean_text(answer, 200) if isinstance(answer, str) else answer
+        return answer, "ok", finqa_clean_text(payload.get("stdout", ""), 2000)
+    return None, status, finqa_clean_text(payload.get("message", ""))
+
+
 def finqa_run_code(code, timeout=5.0, memory_mb=512):
     """Check untrusted code against the allow-list, then run it in a fresh, limited process; (answer, status, message).
 
-    status is "ok" (answer is a float, bool or str) or a drop reason: too_long, syntax_error, blocked, timeout,
-    memory, runtime_error, no_ans, crashed."""
-    problem = finqa_check_code(code)
+    status is "ok" (answer is a finite float, a bool or a str) or a drop reason: too_long, syntax_error, too_deep,
+    blocked, timeout, memory, runtime_error, no_ans, non_finite, crashed or checker_error. Never raises: whatever the
+    program is, it is this program's verdict."""
+    try:
+        problem = finqa_check_code(str(code))
+    except Exception as error:  # a limit we did not foresee: this row's verdict, not the run's
+        problem = "checker_error", f"{type(error).__name__}: {error}"
     if problem:
-        return None, problem[0], problem[1]
+        return None, problem[0], finqa_clean_text(problem[1])
     request = {
         "code": code,
         "memory_mb": memory_mb,
@@ -293,41 +429,38 @@ def finqa_run_code(code, timeout=5.0, memory_mb=512):
         "kernel_isolation": FINQA_SANDBOX_KERNEL_ISOLATION,
     }
     with tempfile.TemporaryDirectory(prefix="finqa_sandbox_") as workdir:
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", FINQA_SANDBOX_BOOTSTRAP],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd=workdir,
-            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
-            start_new_session=True,
-        )
+        # the request goes in as a file, so the parent never blocks writing to a child that does not read
+        request_path = os.path.join(workdir, "request.json")
+        with open(request_path, "w", encoding="utf-8") as handle:
+            json.dump(request, handle)
         try:
-            output, _ = process.communicate(json.dumps(request).encode(), timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None, "timeout", f"no answer within {timeout:g}s"
+            with open(request_path, "rb") as stdin:
+                process = subprocess.Popen(
+                    [sys.executable, "-I", "-S", "-c", FINQA_SANDBOX_BOOTSTRAP],
+                    stdin=stdin,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    cwd=workdir,
+                    env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+                    start_new_session=True,
+                )
+        except OSError as error:  # no process left to start (EAGAIN), no descriptors: this program is not run
+            return None, "crashed", finqa_clean_text(f"the sandbox did not start: {error}")
+        try:
+            output, problem = finqa_child_output(process, timeout)
         finally:
             # The whole session goes, so nothing the code managed to start outlives it.
             try:
                 os.killpg(process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            process.stdout.close()
             process.wait()
-    try:
-        payload = json.loads(output.decode("utf-8", "replace"))
-    except ValueError:
-        code_signal = -process.returncode if process.returncode and process.returncode < 0 else None
-        if code_signal in (signal.SIGXCPU, signal.SIGKILL):
-            return None, "timeout", f"killed by signal {code_signal}"
-        if code_signal == signal.SIGXFSZ:
-            return None, "blocked", "tried to write a file"
-        return None, "crashed", f"exit status {process.returncode} without an answer"
-    if payload.get("isolation") not in FINQA_SANDBOX_SEEN:
-        FINQA_SANDBOX_SEEN.add(payload.get("isolation"))
-        logger.info("FinQA sandbox: allow-list, limits, kernel isolation: %s", payload.get("isolation") or "none")
-    if payload.get("status") == "ok":
-        return payload.get("answer"), "ok", payload.get("stdout", "")
-    return None, payload.get("status", "crashed"), payload.get("message", "")
+    if problem == "timeout":
+        return None, "timeout", f"no answer within {timeout:g}s"
+    if problem == "output":
+        return None, "crashed", f"more than {FINQA_SANDBOX_MAX_OUTPUT} bytes of output"
+    return finqa_verdict(output, process.returncode)
 
 
 def finqa_answers_match(predicted, gold, rel_tol=1e-3, abs_tol=1e-4):
