@@ -53,6 +53,11 @@ def metric_exact_match(rows):
     return {"exact_match": sum(r["exact_match"] for r in rows) / max(len(rows), 1)}
 
 
+# rouge_score's LCS is pure Python and quadratic: 50,000 characters against a short reference took 1-2 s a row here,
+# and a model's answer is cut at a few thousand. A longer side scores 0 with the reason in the row's rouge_error.
+ROUGE_MAX_CHARS = 20_000
+
+
 def metric_rouge(rows):
     from rouge_score import rouge_scorer
 
@@ -60,8 +65,16 @@ def metric_rouge(rows):
     scorer = rouge_scorer.RougeScorer(keys, use_stemmer=True)
     totals = dict.fromkeys(keys, 0.0)
     for row in rows:
-        # rougeLsum splits summaries on newlines
-        scores = scorer.score(row["reference"], row["prediction"])
+        longest = max(len(str(row["reference"])), len(str(row["prediction"])))
+        if longest > ROUGE_MAX_CHARS:
+            row["rouge_error"] = f"too_long: {longest} characters, more than {ROUGE_MAX_CHARS}; scored 0"
+            continue
+        try:
+            # rougeLsum splits summaries on newlines
+            scores = scorer.score(str(row["reference"]), str(row["prediction"]))
+        except Exception as error:  # one row's failure is that row's score of 0, never the evaluation's
+            row["rouge_error"] = finqa_clean_text(f"checker_error: {type(error).__name__}: {error}")
+            continue
         for key in keys:
             totals[key] += scores[key].fmeasure
     return {key: value / max(len(rows), 1) for key, value in totals.items()}
@@ -73,24 +86,29 @@ def metric_rouge(rows):
 # Skill calling (issue 4): request -> one function call such as weather(location="Berlin").
 
 
+# A call is one short line: longer ones, and the prefixes past the 64 longest, are not tried (each try parses the
+# line again, so a line of 100,000 ")" would take minutes).
+CALL_MAX_CHARS = 4_000
+CALL_MAX_TRIES = 64
+
+
 def parse_predicted_call(text):
     """First call in a model answer -> (name, positional values, {key: value}) or None; ast only, never eval.
 
     The model may run on after the call (a second line, a stray token), so the longest prefix of the first line that
     parses as a call wins.
     """
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    if not lines:
+    line = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+    if not line or len(line) > CALL_MAX_CHARS:
         return None
-    line = lines[0]
     ends = [index + 1 for index, char in enumerate(line) if char == ")"]
-    for end in [len(line)] + ends[::-1]:
+    for end in ([len(line)] + ends[::-1])[:CALL_MAX_TRIES]:
         # 'f(x).system(...)' or 'f(x)(y)' is one bigger expression, not the call f(x) followed by chatter
         if line[end : end + 1] in (".", "(", "["):
             continue
         try:
             node = ast.parse(line[:end], mode="eval").body
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
             continue
@@ -169,27 +187,32 @@ def call_values_match(predicted, reference):
         return False
 
 
+def call_verdict(row):
+    """(reference call, predicted call, full call correct) of one row; a call is None when it does not parse."""
+    reference = parse_predicted_call(row["reference"])
+    predicted = parse_predicted_call(row["prediction"])
+    if not (reference and predicted and predicted[0] == reference[0]):
+        return reference, predicted, False
+    names = prompt_signatures(row.get("prompt", "")).get(reference[0]) or list(reference[2])
+    wanted, got = call_arguments(reference, names), call_arguments(predicted, names)
+    return reference, predicted, (wanted is not None and got is not None and wanted.keys() == got.keys()
+                                  and all(call_values_match(got[key], wanted[key]) for key in wanted))
+
+
 def metric_call_match(rows):
     totals = {}
     confusions = Counter()
     unparsable = 0
     for row in rows:
-        reference = parse_predicted_call(row["reference"])
-        predicted = parse_predicted_call(row["prediction"])
+        try:
+            reference, predicted, row["call_correct"] = call_verdict(row)
+        except Exception as error:  # one row's failure is that row's verdict, never the evaluation's
+            reference, predicted, row["call_correct"] = None, None, False
+            row["call_error"] = finqa_clean_text(f"checker_error: {type(error).__name__}: {error}")
         reference_skill = reference[0] if reference else "unparsable_reference"
         row["predicted_skill"] = predicted[0] if predicted else None
-        row["call_correct"] = False
         if predicted is None:
             unparsable += 1
-        if reference and predicted and predicted[0] == reference[0]:
-            names = prompt_signatures(row.get("prompt", "")).get(reference[0]) or list(reference[2])
-            wanted, got = call_arguments(reference, names), call_arguments(predicted, names)
-            row["call_correct"] = (
-                wanted is not None
-                and got is not None
-                and wanted.keys() == got.keys()
-                and all(call_values_match(got[key], wanted[key]) for key in wanted)
-            )
         skill_correct = bool(reference and predicted and predicted[0] == reference[0])
         if not skill_correct:
             confusions[f"{reference_skill}->{row['predicted_skill'] or 'unparsable'}"] += 1
@@ -216,6 +239,8 @@ def metric_call_match(rows):
 # tags around them, or Python call syntax; the reference calls come from the record and the schemas from its tools.
 
 TOOL_CALL_START = re.compile(r"[\[{]")
+# Every "[" or "{" is a place a JSON call may start: an answer this long is no call (it would take seconds to read).
+TOOL_MAX_CHARS = 50_000
 
 
 def json_tool_call(item):
@@ -256,14 +281,16 @@ def python_tool_calls(text):
 
 def parse_tool_calls(text):
     """Every call in a model answer as [{"name", "arguments"}]: [] for an answer that calls nothing, None for one that
-    tries to (JSON braces, a "name" key, <tool_call>, name(...)) but yields no call."""
+    tries to (JSON braces, a "name" key, <tool_call>, name(...)) but yields no call or is over TOOL_MAX_CHARS."""
     text = str(text or "")
+    if len(text) > TOOL_MAX_CHARS:
+        return None
     body = re.sub(r"</?tool_call>", "\n", text)
     calls, position, decoder = [], 0, json.JSONDecoder()
     while match := TOOL_CALL_START.search(body, position):
         try:
             value, position = decoder.raw_decode(body, match.start())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # broken, or nested past the interpreter's stack
             position = match.start() + 1
             continue
         calls += filter(None, map(json_tool_call, value if isinstance(value, list) else [value]))
@@ -403,9 +430,13 @@ def metric_tool_call_match(rows):
     verdicts, per_function = Counter(), {}
     names_right = 0
     for row in rows:
-        expected, allowed = reference_tool_calls(row)  # build_rows checked expected_calls
-        predicted = parse_tool_calls(row["prediction"])
-        verdict = tool_call_verdict(predicted, expected, row.get("tools") or [], allowed)
+        try:
+            expected, allowed = reference_tool_calls(row)  # build_rows checked expected_calls
+            predicted = parse_tool_calls(row["prediction"])
+            verdict = tool_call_verdict(predicted, expected, row.get("tools") or [], allowed)
+        except Exception as error:  # one row's failure is that row's verdict, never the evaluation's
+            expected, predicted, verdict = [], None, "checker_error"
+            row["tool_call_error"] = finqa_clean_text(f"{type(error).__name__}: {error}")
         row["predicted_calls"], row["tool_call_verdict"] = predicted, verdict
         verdicts[verdict] += 1
         names_right += predicted is not None and sorted(c["name"] for c in predicted) == sorted(
@@ -417,7 +448,8 @@ def metric_tool_call_match(rows):
     n = max(len(rows), 1)
     scores = {"tool_call_accuracy": verdicts["correct"] / n, "tool_name_accuracy": names_right / n,
               "unparsable_share": verdicts["unparsable"] / n}
-    for reason in ("wrong_function", "wrong_arguments", "missing_call", "unexpected_call", "unparsable"):
+    for reason in ("wrong_function", "wrong_arguments", "missing_call", "unexpected_call", "unparsable",
+                   "checker_error"):
         scores[f"{reason}_count"] = verdicts[reason]
     for name, (count, hits) in sorted(per_function.items()):
         scores[f"tool_call_accuracy/{name}"] = hits / count
@@ -434,6 +466,9 @@ SQL_TIMEOUT_SECONDS = 2.0  # per query and database; a runaway join or recursive
 SQL_SUITE_SIZE = 8  # fuzzed databases per row
 SQL_MAX_RESULT_ROWS = 100_000  # a cross join of fuzzed tables can return millions of rows
 SQL_MAX_VALUE_BYTES = 1_000_000  # SQLite's limit on one string or blob: randomblob(1e9) fails instead of eating memory
+# Spider's longest query has under 1,000 characters; a longer one is that side's error before anything parses it (its
+# literals would otherwise go into the fuzzed databases, where a 20 MB one broke the reference's run).
+SQL_MAX_QUERY_CHARS = 100_000
 SQL_WORDS = ("alpha", "beta", "gamma", "delta", "omega", "Zulu")
 SQL_COMPARISONS = ("EQ", "NEQ", "GT", "GTE", "LT", "LTE", "Like", "ILike", "Glob", "In", "Between")
 
@@ -521,7 +556,10 @@ def canonical_sql(sql, context=""):
 
 
 def sql_exact_match(reference, prediction, context=""):
-    """Same canonical query (sqlglot); the text normaliser when either side does not parse."""
+    """Same canonical query (sqlglot); the text normaliser when either side does not parse or is over
+    SQL_MAX_QUERY_CHARS."""
+    if max(len(str(reference)), len(str(prediction))) > SQL_MAX_QUERY_CHARS:
+        return normalize_sql(prediction) == normalize_sql(reference), False
     canonical = canonical_sql(reference, context), canonical_sql(prediction, context)
     if None in canonical:
         return normalize_sql(prediction) == normalize_sql(reference), False
@@ -531,7 +569,12 @@ def sql_exact_match(reference, prediction, context=""):
 def metric_sql_exact_match(rows):
     fallbacks = 0
     for row in rows:
-        row["sql_exact_match"], parsed = sql_exact_match(row["reference"], row["prediction"], row.get("context", ""))
+        try:
+            row["sql_exact_match"], parsed = sql_exact_match(row["reference"], row["prediction"],
+                                                             row.get("context", ""))
+        except Exception as error:  # one row's failure is that row's verdict, never the evaluation's
+            row["sql_exact_match"], parsed = False, False
+            row["sql_exact_match_error"] = finqa_clean_text(f"checker_error: {type(error).__name__}: {error}")
         fallbacks += not parsed
     return {"sql_exact_match": sum(r["sql_exact_match"] for r in rows) / max(len(rows), 1),
             "sql_exact_match_text_fallbacks": fallbacks}
@@ -869,6 +912,14 @@ def sql_test_suite_verdict(context, reference, prediction, real_database=None, t
 
     verdict = {"match": False, "error": None, "differs_on": None, "reference_empty": None}
     reference, prediction = strip_sql(reference), strip_sql(prediction)
+    for side, query in (("reference", reference), ("prediction", prediction)):
+        if len(query) > SQL_MAX_QUERY_CHARS:
+            return dict(verdict, error=f"{side}: {len(query)} characters, more than {SQL_MAX_QUERY_CHARS}")
+        if not query.isascii():
+            try:
+                query.encode("utf-8")  # SQLite takes UTF-8: a lone surrogate from another tool's file has none
+            except UnicodeEncodeError as error:
+                return dict(verdict, error=f"{side}: not valid text ({error.reason} at character {error.start})")
     try:
         if not str(context or "").strip() and real_database is not None:
             context = real_database_schema(real_database)
@@ -876,7 +927,7 @@ def sql_test_suite_verdict(context, reference, prediction, real_database=None, t
     except Exception as error:  # a broken schema in one row must not stop the evaluation
         return dict(verdict, error=f"schema: {error}")
     facts = sql_query_facts([reference, prediction], schema_columns(context))
-    seed = zlib.crc32(f"{context}\n{reference}\n{prediction}".encode())
+    seed = zlib.crc32(f"{context}\n{reference}\n{prediction}".encode("utf-8", "surrogatepass"))
     databases = [(f"fuzzed database {i}", i) for i in range(SQL_SUITE_SIZE)]
     if real_database is not None:
         databases.insert(0, ("real database", real_database))
@@ -956,7 +1007,11 @@ def metric_sql_execution_match(rows, database_dir=None):
                 except Exception as error:  # not a database, unreadable
                     logger.warning(f"{path}: cannot open ({error}); its rows are scored on fuzzed databases only")
         on_real += conn is not None
-        verdict = sql_test_suite_verdict(row.get("context", ""), row["reference"], row["prediction"], conn)
+        try:
+            verdict = sql_test_suite_verdict(row.get("context", ""), row["reference"], row["prediction"], conn)
+        except Exception as error:  # one row's failure is that row's verdict, never the evaluation's
+            verdict = {"match": False, "error": finqa_clean_text(f"checker_error: {type(error).__name__}: {error}"),
+                       "differs_on": None, "reference_empty": None}
         row["sql_execution_match"], row["sql_execution_error"] = verdict["match"], verdict["error"]
         row["sql_differs_on"], row["sql_reference_empty"] = verdict["differs_on"], verdict["reference_empty"]
     if conn is not None:
@@ -969,8 +1024,9 @@ def metric_sql_execution_match(rows, database_dir=None):
     if database_dir:
         scores.update(sql_real_database_rows=on_real, sql_missing_databases=len(missing))
         if missing:
+            example = finqa_clean_text(missing[0], 100)  # a db_id from the data: no terminal escapes in the log
             logger.warning(f"--sql_database_dir {database_dir}: {len(missing)} rows name a database it does not have "
-                           f"(e.g. {missing[0]}/{missing[0]}.sqlite); they were scored on fuzzed databases only")
+                           f"(e.g. {example}/{example}.sqlite); they were scored on fuzzed databases only")
     return scores
 
 
@@ -1359,42 +1415,83 @@ def finqa_extract_code(text):
 
 
 FINQA_EXECUTION_TIMEOUT = 5.0  # seconds one predicted program may run
+# --sandbox_total_timeout's default: FINQA_BUDGET_BASE for the evaluation plus FINQA_BUDGET_PER_ROW for each row
+# scored (the base model's rows again). A program that runs takes ~0.1 s (a fresh interpreter); the budget is for
+# hostile rows, each of which may take the full 5 s: 1,000 looping rows took ~45 min without it, ~9 min with it.
+FINQA_BUDGET_BASE = 30.0
+FINQA_BUDGET_PER_ROW = 0.5
 
 
-def metric_execution_accuracy(rows):
+def finqa_budgeted_run(code, deadline):
+    """finqa_run_code with what is left of the evaluation's time budget: (None, "not_run", why) once it is spent."""
+    left = deadline - time.monotonic()
+    why = "the evaluation's time budget for programs (--sandbox_total_timeout) ran out before this row ran"
+    if left < 0.1:
+        return None, "not_run", why
+    answer, status, message = finqa_run_code(code, min(FINQA_EXECUTION_TIMEOUT, left))
+    if status == "timeout" and left < FINQA_EXECUTION_TIMEOUT:
+        return None, "not_run", why.replace("before this row ran", "while this row ran")
+    return answer, status, message
+
+
+def finqa_row_verdict(row, deadline):
+    """(executed answer, verdict, message) of one row: its reference program too when it has no gold_answer."""
+    gold = row.get("gold_answer")
+    if gold is None:
+        gold, status, message = finqa_budgeted_run(finqa_extract_code(row.get("reference", "")), deadline)
+        if status == "not_run":
+            return None, status, message
+        if status != "ok":
+            return None, "no_gold_answer", f"gold_answer is missing and the reference code does not run ({status})"
+    code = finqa_extract_code(row.get("prediction", ""))
+    if not code:
+        return None, "no_code", "the prediction is empty"
+    answer, status, message = finqa_budgeted_run(code, deadline)
+    if status != "ok":
+        return None, status, message
+    return answer, "correct" if finqa_answers_match(answer, gold) else "wrong_answer", message
+
+
+def metric_execution_accuracy(rows, total_timeout=None, budget=None):
     """Run each predicted program in the sandbox and compare its `ans` with the row's gold_answer (FinQA rules).
 
     Rows without gold_answer get it by running the reference program. Adds executed_answer, verdict (correct,
-    wrong_answer or why the code did not run) and execution_message to each row."""
+    wrong_answer or why the code did not run) and execution_message to each row. All runs share a time budget:
+    total_timeout seconds, or FINQA_BUDGET_BASE + FINQA_BUDGET_PER_ROW per row; `budget` ({} from the caller) carries
+    what is left from one call to the next, so the base model's rows and the model's draw on the same budget. Rows
+    left when it runs out get the verdict not_run, and are counted in execution_not_run."""
+    budget = {} if budget is None else budget
+    budget.setdefault("left", FINQA_BUDGET_BASE if total_timeout is None else float(total_timeout))
+    budget["left"] += FINQA_BUDGET_PER_ROW * len(rows) if total_timeout is None else 0.0
+    deadline = time.monotonic() + budget["left"]
 
     def verdict(row):
-        gold = row.get("gold_answer")
-        if gold is None:
-            gold, status, _ = finqa_run_code(finqa_extract_code(row.get("reference", "")))
-            if status != "ok":
-                return None, "no_gold_answer", "gold_answer is missing and the reference code does not run"
-        code = finqa_extract_code(row.get("prediction", ""))
-        if not code:
-            return None, "no_code", "the prediction is empty"
-        answer, status, message = finqa_run_code(code, FINQA_EXECUTION_TIMEOUT)
-        if status != "ok":
-            return None, status, message
-        return answer, "correct" if finqa_answers_match(answer, gold) else "wrong_answer", message
+        try:
+            return finqa_row_verdict(row, deadline)
+        except Exception as error:  # one row's failure is that row's verdict, never the evaluation's
+            return None, "checker_error", finqa_clean_text(f"{type(error).__name__}: {error}")
 
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(verdict, rows))
+    budget["left"] = max(0.0, deadline - time.monotonic())
     for row, (answer, status, message) in zip(rows, results):
         row["executed_answer"], row["verdict"], row["execution_message"] = answer, status, message
     n = max(len(rows), 1)
     failed = sum(row["verdict"] not in ("correct", "wrong_answer") for row in rows)
+    not_run = sum(row["verdict"] == "not_run" for row in rows)
+    if not_run:
+        logger.warning(f"execution_accuracy: the time budget for programs ran out; {not_run} of {len(rows)} rows were "
+                       "not run (verdict not_run, scored as failures): give more with --sandbox_total_timeout")
     return {
         "execution_accuracy": sum(row["verdict"] == "correct" for row in rows) / n,
         "execution_failure_rate": failed / n,
+        "execution_not_run": not_run,
     }
 
 
 # metric keyword -> EvalArguments field that sets it
-METRIC_OPTIONS = {"sql_execution_match": {"database_dir": "sql_database_dir"}}
+METRIC_OPTIONS = {"sql_execution_match": {"database_dir": "sql_database_dir"},
+                  "execution_accuracy": {"total_timeout": "sandbox_total_timeout", "budget": "sandbox_budget"}}
 METRICS = {
     "exact_match": metric_exact_match,
     "rouge": metric_rouge,
@@ -1560,6 +1657,12 @@ class EvalArguments:
         default=None,
         metadata={"help": "Real SQLite databases in Spider's layout, DIR/<db_id>/<db_id>.sqlite: sql_execution_match "
                           "also runs rows with a db_id on a read-only copy of theirs."},
+    )
+    sandbox_total_timeout: float | None = field(
+        default=None,
+        metadata={"help": "execution_accuracy: seconds all sandboxed programs of this evaluation may run together "
+                          "(predictions, the base's, references without gold_answer); rows left when it runs out get "
+                          f"the verdict not_run. Default {FINQA_BUDGET_BASE:g} + {FINQA_BUDGET_PER_ROW:g} per row."},
     )
     system_prompt: str | None = field(
         default=None,
@@ -2575,7 +2678,7 @@ def score_rows(rows, metrics, args):
     scores = {}
     for name in metrics:
         if name in METRICS:
-            options = {key: getattr(args, field) for key, field in METRIC_OPTIONS.get(name, {}).items()}
+            options = {key: getattr(args, field, None) for key, field in METRIC_OPTIONS.get(name, {}).items()}
             scores.update(METRICS[name](rows, **options))
     return scores
 
@@ -2590,13 +2693,19 @@ def read_prediction_rows(path, metrics, database_dir):
     if not path.is_file():
         fail(f"--predictions {path}: no such file")
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    # bytes split on line ends only (str.splitlines would also split at a U+2028 inside a JSON string)
+    for number, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            fail(f"{path}:{number}: not UTF-8 (byte {error.start + 1} of the line); save the file as UTF-8")
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as error:
-            fail(f"{path}:{number}: invalid JSON line ({error.msg}); expected one JSON object per line")
+        except (json.JSONDecodeError, RecursionError) as error:
+            fail(f"{path}:{number}: invalid JSON line ({getattr(error, 'msg', 'nested too deeply')}); expected one "
+                 "JSON object per line")
         if not isinstance(row, dict):
             fail(f"{path}:{number}: expected a JSON object with reference and prediction, found {type(row).__name__}")
         needed = ["reference", "prediction"] + [f for m in metrics for f in PREDICTION_FIELDS.get(m, ())]
@@ -2877,8 +2986,31 @@ def markdown_table(results):
 
 def write_atomic(path, text):
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    # a lone surrogate (a prediction read from another tool's file) has no UTF-8: written as its JSON escape \udcff
+    tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
     os.replace(tmp, path)
+
+
+JSON_MAX_DEPTH = 100
+
+
+def strict_json(value, depth=0):
+    """value as strict JSON holds it: NaN and infinities as null (Python's json would write NaN, which other readers
+    reject), other keys as text, and nesting past JSON_MAX_DEPTH (a hostile answer's parsed calls) as a note."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (dict, list, tuple)) and depth >= JSON_MAX_DEPTH:
+        return f"(nested more than {JSON_MAX_DEPTH} levels deep: not stored)"
+    if isinstance(value, dict):
+        return {key if isinstance(key, (str, int, bool)) else str(key): strict_json(item, depth + 1)
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item, depth + 1) for item in value]
+    return value
+
+
+def json_line(value):
+    return json.dumps(strict_json(value), ensure_ascii=False, allow_nan=False, default=str)
 
 
 def checkpoint_score(checkpoint, state, names):
@@ -3023,17 +3155,18 @@ def write_results(output_dir, results, all_rows, reporters, args, prompt=None, s
         final["base"] = results["base"]
     if prompt is not None:
         final["prompt"] = prompt
-    write_atomic(output_dir / "metrics.json", json.dumps(final, indent=2, default=str) + "\n")
+    metrics_text = json.dumps(strict_json(final), indent=2, allow_nan=False, default=str)
+    write_atomic(output_dir / "metrics.json", metrics_text + "\n")
     lines = []
     for index, row in enumerate(all_rows["model"]):
         if "base" in all_rows:  # the base model's answer and verdicts (base_prediction, base_exact_match, ...)
             row.update({f"base_{key}": value for key, value in all_rows["base"][index].items()
                         if key == "prediction" or source_keys is not None and key not in source_keys})
-        lines.append(json.dumps(row, ensure_ascii=False, default=str))
+        lines.append(json_line(row))
     write_atomic(output_dir / "predictions.jsonl", "\n".join(lines) + "\n")
     if general:
         write_atomic(output_dir / "general_predictions.jsonl",
-                     "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in general["samples"]))
+                     "".join(json_line(row) + "\n" for row in general["samples"]))
     print(markdown_table(results))
     if general:
         report_general(results, general["dataset"], general["examples"], args.general_tolerance)
@@ -3057,9 +3190,12 @@ def main(args):
     unknown = [m for m in metrics if m != "perplexity" and m not in METRICS]
     if unknown:
         fail(f"--metrics: unknown {', '.join(unknown)}; choose from perplexity, {', '.join(sorted(METRICS))}")
+    if args.sandbox_total_timeout is not None and not args.sandbox_total_timeout > 0:
+        fail(f"--sandbox_total_timeout {args.sandbox_total_timeout}: give a number of seconds above 0")
     if args.sql_database_dir and not Path(args.sql_database_dir).is_dir():
         fail(f"--sql_database_dir {args.sql_database_dir}: no such folder (expected <db_id>/<db_id>.sqlite inside)")
     reporters = parse_reporters(args.report_to)
+    args.sandbox_budget = {}  # execution_accuracy's time left, shared by the base's and the model's rows
     if "wandb" in reporters and main_process():
         check_wandb_login()
 
