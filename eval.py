@@ -1267,10 +1267,11 @@ send({"status": "ok", "answer": answer, "stdout": io.StringIO.getvalue(captured)
 '''
 
 
-def finqa_clean_text(text, limit=FINQA_SANDBOX_MAX_MESSAGE):
+def finqa_clean_text(text, limit=FINQA_SANDBOX_MAX_MESSAGE, keep=""):
     """Hostile text made safe to log and to write as UTF-8: at most `limit` characters, and control characters
-    (terminal escapes, a newline that forges a log line) and lone surrogates escaped as Python writes them."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in str(text)[:limit])
+    (terminal escapes, a newline that forges a log line) and lone surrogates escaped as Python writes them, but for
+    those in `keep` (a program's printed lines keep their line ends)."""
+    return "".join(char if char.isprintable() or char in keep else repr(char)[1:-1] for char in str(text)[:limit])
 
 
 def finqa_reject_constant(name):
@@ -1320,7 +1321,7 @@ def finqa_verdict(output, returncode):
                     finqa_clean_text(isolation), finqa_clean_text(missing))
     if status == "ok":
         answer = finqa_clean_text(answer, 200) if isinstance(answer, str) else answer
-        return answer, "ok", finqa_clean_text(payload.get("stdout", ""), 2000)
+        return answer, "ok", finqa_clean_text(payload.get("stdout", ""), 2000, keep="\n\t")
     return None, status, finqa_clean_text(payload.get("message", ""))
 
 

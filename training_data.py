@@ -351,10 +351,11 @@ send({"status": "ok", "answer": answer, "stdout": io.StringIO.getvalue(captured)
 '''
 
 
-def finqa_clean_text(text, limit=FINQA_SANDBOX_MAX_MESSAGE):
+def finqa_clean_text(text, limit=FINQA_SANDBOX_MAX_MESSAGE, keep=""):
     """Hostile text made safe to log and to write as UTF-8: at most `limit` characters, and control characters
-    (terminal escapes, a newline that forges a log line) and lone surrogates escaped as Python writes them."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in str(text)[:limit])
+    (terminal escapes, a newline that forges a log line) and lone surrogates escaped as Python writes them, but for
+    those in `keep` (a program's printed lines keep their line ends)."""
+    return "".join(char if char.isprintable() or char in keep else repr(char)[1:-1] for char in str(text)[:limit])
 
 
 def finqa_reject_constant(name):
@@ -404,7 +405,7 @@ def finqa_verdict(output, returncode):
                     finqa_clean_text(isolation), finqa_clean_text(missing))
     if status == "ok":
         answer = finqa_clean_text(answer, 200) if isinstance(answer, str) else answer
-        return answer, "ok", finqa_clean_text(payload.get("stdout", ""), 2000)
+        return answer, "ok", finqa_clean_text(payload.get("stdout", ""), 2000, keep="\n\t")
     return None, status, finqa_clean_text(payload.get("message", ""))
 
 
@@ -849,7 +850,8 @@ def finqa_load_split(path, reader, drops, limit=None):
 def finqa_drop(drops, reason, detail):
     drops[reason] += 1
     if drops[reason] <= FINQA_DROP_WARNINGS:
-        logger.warning("dropped (%s): %s", reason, detail)
+        # details quote data and model-written text: no terminal escape or newline (a forged log line) gets through
+        logger.warning("dropped (%s): %s", reason, finqa_clean_text(detail, 500))
 
 
 def finqa_teacher_messages(prompt):
@@ -914,9 +916,54 @@ def finqa_ends_with_newline(path):
         return handle.read(1) == b"\n"
 
 
+# Verdicts the cache keeps: a program rejected for what it is. A timeout, memory or crashed verdict depends on the
+# limits and the machine, so that program runs again next time.
+FINQA_CACHED_VERDICTS = {"too_long", "syntax_error", "too_deep", "blocked", "runtime_error", "no_ans", "non_finite",
+                         "checker_error", "wrong_answer"}
+
+
+def finqa_read_cache(cache_path, model):
+    """({id: response}, {id: (verdict, message)}) of the cache's lines for `model`. A line with a verdict is an answer
+    an earlier run rejected (the last line of an id wins); a line that is no entry is a one-line warning."""
+    cached, rejected = {}, {}
+    if not os.path.exists(cache_path):
+        return cached, rejected
+    with open(cache_path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                entry = json.loads(line.decode("utf-8"))
+                if not (isinstance(entry, dict) and isinstance(entry.get("id"), str)
+                        and isinstance(entry.get("response", ""), str)):
+                    raise ValueError("not an object with a text id and response")
+            except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+                logger.warning("%s line %d skipped (%s; a line cut short by an interrupted run?)", cache_path, number,
+                               finqa_clean_text(f"{type(error).__name__}: {error}", 120))
+                continue
+            if entry.get("model") != model:
+                continue
+            cached[entry["id"]] = entry.get("response", "")
+            rejected.pop(entry["id"], None)
+            if entry.get("verdict") in FINQA_CACHED_VERDICTS:
+                rejected[entry["id"]] = entry["verdict"], finqa_clean_text(entry.get("message", ""))
+    return cached, rejected
+
+
+def finqa_record_verdicts(cache_path, model, codes_responses, verdicts):
+    """Append a line with its verdict for each teacher answer cleaning rejected, so a rerun skips it."""
+    lines = [json.dumps({"id": example_id, "model": model, "response": codes_responses[example_id],
+                         "verdict": verdict, "message": message}) + "\n"
+             for example_id, (verdict, message) in verdicts.items() if verdict in FINQA_CACHED_VERDICTS]
+    if lines:
+        with open(cache_path, "a", encoding="utf-8") as cache:
+            if cache.tell() and not finqa_ends_with_newline(cache_path):
+                cache.write("\n")
+            cache.write("".join(lines))
+
+
 def finqa_teacher_codes(examples, args, cache_path):
     """Code for each example from the teacher; answers are appended to cache_path as they arrive, so a rerun only
-    asks for what is missing. Returns {id: code}; ids whose calls failed are absent."""
+    asks for what is missing. Returns ({id: code}, {id: response}, {id: (verdict, message)}): ids whose calls failed
+    are absent, and the verdicts are those of answers an earlier run rejected."""
     from openai import OpenAI
 
     if not args.teacher_model:
@@ -924,16 +971,7 @@ def finqa_teacher_codes(examples, args, cache_path):
     api_key = os.environ.get("OPENAI_API_KEY")
     if not api_key:
         fail("--source teacher: set OPENAI_API_KEY (any value for a local server that ignores it)")
-    cached = {}
-    if os.path.exists(cache_path):
-        with open(cache_path, encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by an interrupted run
-                if isinstance(entry, dict) and entry.get("model") == args.teacher_model and "id" in entry:
-                    cached[entry["id"]] = entry.get("response", "")
+    cached, rejected = finqa_read_cache(cache_path, args.teacher_model)
     todo = {example["id"]: example for example in examples if example["id"] not in cached}
     logger.info("teacher: %d cached, %d to ask %s", len(examples) - len(todo), len(todo), args.teacher_model)
     if todo:
@@ -954,7 +992,8 @@ def finqa_teacher_codes(examples, args, cache_path):
                     try:
                         response = future.result()
                     except Exception as error:
-                        logger.warning("teacher failed for %s: %s", example_id, str(error).splitlines()[0][:200])
+                        logger.warning("teacher failed for %s: %s", finqa_clean_text(example_id, 200),
+                                       finqa_clean_text((str(error).splitlines() or [""])[0], 200))
                         continue
                     cached[example_id] = response
                     entry = {"id": example_id, "model": args.teacher_model, "response": response}
@@ -965,7 +1004,8 @@ def finqa_teacher_codes(examples, args, cache_path):
             finally:
                 # Queued requests are cancelled, so an interrupt does not wait for (or pay for) the rest.
                 pool.shutdown(wait=False, cancel_futures=True)
-    return {example_id: finqa_extract_code(response) for example_id, response in cached.items()}
+    codes = {example_id: finqa_extract_code(response) for example_id, response in cached.items()}
+    return codes, cached, rejected
 
 
 def finqa_write_jsonl(path, rows):
@@ -996,8 +1036,10 @@ def add_finqa_arguments(parser):
     group.add_argument("--sandbox_workers", type=int, default=2, help="FinQA: code samples run at once.")
 
 
-def finqa_clean(examples, codes, args, drops):
-    """Run each code sample in the sandbox and keep the ones whose `ans` matches the gold answer."""
+def finqa_clean(examples, codes, args, drops, verdicts=None):
+    """Run each code sample in the sandbox and keep the ones whose `ans` matches the gold answer; `verdicts` (a dict)
+    gets {id: (verdict, message)} of the rest."""
+    verdicts = {} if verdicts is None else verdicts
     runnable = [example for example in examples if codes.get(example["id"])]
     with ThreadPoolExecutor(max(1, args.sandbox_workers)) as pool:
         results = pool.map(
@@ -1008,12 +1050,36 @@ def finqa_clean(examples, codes, args, drops):
         for example, (answer, status, message) in zip(runnable, results):
             if status != "ok":
                 finqa_drop(drops, status, f"{example['where']}: {message}")
+                verdicts[example["id"]] = status, message
             elif not finqa_answers_match(answer, example["gold_answer"]):
                 detail = f"{example['where']}: ans={answer!r}, gold={example['gold_answer']!r}"
                 finqa_drop(drops, "wrong_answer", detail)
+                verdicts[example["id"]] = "wrong_answer", finqa_clean_text(detail)
             else:
                 kept.append(example)
     return kept
+
+
+def finqa_teacher_examples(examples, args, cache_path, drops):
+    """(codes, responses, the examples to clean): the teacher's code for each, and drops for examples without an
+    answer, without code, or whose answer an earlier run rejected (its verdict is in the cache)."""
+    codes, responses, rejected = finqa_teacher_codes(examples, args, cache_path)
+    runnable = []
+    for example in examples:
+        if example["id"] not in codes:
+            finqa_drop(drops, "teacher_error", f"{example['where']}: no teacher answer")
+        elif example["id"] in rejected:
+            verdict, message = rejected[example["id"]]
+            finqa_drop(drops, verdict, f"{example['where']}: {message} (an earlier run's verdict, kept in the cache)")
+        elif not codes[example["id"]]:
+            finqa_drop(drops, "no_code", f"{example['where']}: the teacher answer holds no code")
+        else:
+            runnable.append(example)
+    skipped = sum(example["id"] in rejected for example in examples)
+    if skipped:
+        logger.info("teacher: %d answers rejected on an earlier run are skipped (their verdict lines in %s; remove "
+                    "those to run them again)", skipped, cache_path)
+    return codes, responses, runnable
 
 
 def prepare_finqa(args):
@@ -1060,13 +1126,11 @@ def prepare_finqa(args):
             examples = translated
         else:
             cache_path = args.teacher_cache or os.path.join(output_dir, "teacher_cache.jsonl")
-            codes = finqa_teacher_codes(examples, args, cache_path)
-            for example in examples:
-                if example["id"] not in codes:
-                    finqa_drop(drops, "teacher_error", f"{example['where']}: no teacher answer")
-                elif not codes[example["id"]]:
-                    finqa_drop(drops, "no_code", f"{example['where']}: the teacher answer holds no code")
-        kept = finqa_clean(examples, codes, args, drops)
+            codes, responses, examples = finqa_teacher_examples(examples, args, cache_path, drops)
+        verdicts = {}
+        kept = finqa_clean(examples, codes, args, drops, verdicts)
+        if args.source == "teacher":
+            finqa_record_verdicts(cache_path, args.teacher_model, responses, verdicts)
         rows = [{
             "id": example["id"],
             "prompt": example["prompt"],

@@ -353,7 +353,11 @@ def test_teacher_path_over_http_with_retry_and_resume(tmp_path, monkeypatch):
         assert rows[0]["completion"].endswith("ans = (revenue_2019 - revenue_2018) / revenue_2018\n")
         assert teacher.failures_left == 0 and sorted(teacher.asked) == sorted(questions)
         cache = read_jsonl(tmp_path / "out" / "teacher_cache.jsonl")
-        assert sorted(entry["id"] for entry in cache) == [f"ACME/teacher-{i}" for i in range(4)]
+        answers = [entry["id"] for entry in cache if "verdict" not in entry]
+        assert sorted(answers) == [f"ACME/teacher-{i}" for i in range(4)]
+        # the wrong answer is kept with its verdict, so a rerun does not run it again; the timeout runs again
+        assert [(entry["id"], entry["verdict"]) for entry in cache if "verdict" in entry] == [
+            ("ACME/teacher-2", "wrong_answer")]
 
         # Resume: two cached answers are dropped from the cache file as if the run had been cut short.
         (tmp_path / "out" / "teacher_cache.jsonl").write_text(
