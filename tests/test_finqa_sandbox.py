@@ -280,3 +280,150 @@ def test_unprivileged_user_gets_kernel_isolation(listener, open_folder):
     assert status == "ok", answer
     assert "user+network namespace" in held or "landlock" in held
     assert_untouched(accepted, open_folder)
+
+
+# Issue 31: the evaluation around the sandbox. Each of these once crashed the run, wrote non-JSON or judged wrongly.
+FORMAT_BOMB = "ans = '" + "{:" * 300 + "}" * 300 + "'.format(1)\n"  # the checker recursed once per level
+FOOLING = {
+    "format_bomb": (FORMAT_BOMB, "blocked"),
+    "format_three_levels": ("ans = '{:{:{}}}'.format(1, 2, 3)\n", "blocked"),  # Python itself refuses three
+    "deep_lists": ("ans = " + "[" * 150 + "1" + "]" * 150 + "\n", "too_deep"),
+    "deep_unary": ("ans = " + "-" * 5000 + "1\n", "too_deep"),
+    "poisoned_isfinite": ("import math\nmath.isfinite = lambda x: True\nans = float('inf')\n", "non_finite"),
+    "nan": ("ans = float('nan')\n", "non_finite"),
+    "deleted_isfinite": ("import math\ndel math.isfinite\nans = 1.0\n", "ok"),
+    "missing_name": ("from math import nothing\nans = 1\n", "runtime_error"),
+}
+
+
+@pytest.mark.parametrize("name", FOOLING)
+def test_fooling_programs_get_their_own_verdict(name):
+    code, verdict = FOOLING[name]
+    answer, status, message = td.finqa_run_code(code, timeout=2.0, memory_mb=256)
+    assert status == verdict, message
+    assert (answer == 1.0) if verdict == "ok" else answer is None
+    assert "/" not in message  # no interpreter path (from math import nothing once named math's .so file)
+
+
+def test_a_failing_checker_is_the_programs_verdict(monkeypatch):
+    def overflow(code):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(td, "finqa_check_code", overflow)
+    assert td.finqa_run_code("ans = 1\n")[:2] == (None, "checker_error")
+
+
+def test_answers_and_messages_are_safe_to_log_and_write():
+    answer, status, message = td.finqa_run_code("print('\\x1b[2J\\ndone\\udcff')\nans = 'a\\ud800\\r\\nINFO forged'\n")
+    assert status == "ok" and answer == "a\\ud800\\r\\nINFO forged"
+    assert message == "\\x1b[2J\ndone\\udcff\n"  # printed lines keep their line ends, nothing else unprintable
+    _, status, message = td.finqa_run_code("raise ValueError('\\x1b[2J\\nINFO training_data: train: kept 9 of 9')\n")
+    assert status == "runtime_error" and "\n" not in message and "\x1b" not in message
+
+
+def run_without_allow_list(module, code, timeout=2.0):
+    module.FINQA_SANDBOX_SEEN.clear()
+    check = module.finqa_check_code
+    module.finqa_check_code = lambda code: None
+    try:
+        return module.finqa_run_code(code, timeout=timeout, memory_mb=256), ", ".join(module.FINQA_SANDBOX_SEEN)
+    finally:
+        module.finqa_check_code = check
+
+
+def test_a_program_that_floods_its_result_pipe_is_cut_off(isolation):
+    import resource
+    import time
+
+    # 1.5 GB to the result descriptor (3), as only a program past the allow-list could: the parent reads 32 KB of it
+    flood = ("g = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0]"
+             ".__init__.__globals__\nblock = b'x' * (1 << 20)\nfor _ in range(1500):\n    g['write'](3, block)\n")
+    before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.monotonic()
+    (answer, status, message), _ = run_without_allow_list(td, flood)
+    assert (answer, status) == (None, "crashed") and "bytes of output" in message
+    assert time.monotonic() - start < 2.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB: no gigabyte in the parent
+
+
+# Gets os as BYPASS does, then reads a file every user may read and connects to a unix socket every user may
+# connect to (an ssh-agent or docker.sock of the same user): only Landlock and seccomp stand in the way. Without
+# them the answer is "s3cret connected".
+READ_AND_CONNECT = """
+g = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0].__init__.__globals__
+out = []
+g['close'](0)
+
+def read():
+    fd = g['open']('{folder}/secret', 0)
+    return g['read'](fd, 100).decode()
+
+def connect():  # through the ctypes the sandbox itself loaded: nobody cannot import from root's own Python
+    ctypes = g['sys'].modules['ctypes']
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.socket(1, 1, 0)  # AF_UNIX, SOCK_STREAM
+    address = b'\\x01\\x00' + b'{folder}/agent.sock' + b'\\x00'
+    if fd < 0 or libc.connect(fd, address, len(address)) != 0:
+        raise g['error'](ctypes.get_errno(), 'no connection')  # errno 1 makes it a PermissionError
+    return 'connected'
+
+for attempt in (read, connect):
+    try:
+        out.append(str(attempt()))
+    except Exception as error:
+        out.append(error.__class__.__name__)
+ans = ' '.join(out)
+"""
+
+
+@pytest.fixture
+def private_things(open_folder):
+    """A secret file and a listening unix socket in open_folder, both open to every user (so only the sandbox's
+    own layers keep a program from them); yields the connections the socket accepted."""
+    (open_folder / "secret").write_text("s3cret")
+    (open_folder / "secret").chmod(0o644)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(open_folder / "agent.sock"))
+    (open_folder / "agent.sock").chmod(0o777)
+    server.listen(4)
+    server.settimeout(0.2)
+    accepted, stop = [], threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield accepted
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_kernel_layers_keep_files_and_unix_sockets_out_of_reach(open_folder, private_things):
+    (answer, status, _), held = run_without_allow_list(td, READ_AND_CONNECT.format(folder=open_folder))
+    if "landlock" not in held or "seccomp" not in held:
+        pytest.skip(f"this kernel gives no Landlock or no seccomp (held: {held or 'nothing'})")
+    assert status == "ok", answer
+    assert answer == "PermissionError PermissionError" and private_things == []
+
+
+def test_kernel_layers_keep_files_and_unix_sockets_from_an_unprivileged_user(open_folder, private_things):
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not python:
+        pytest.skip("needs root, setpriv and a system python3 to start the sandbox as nobody")
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-I", "-c", UNPRIVILEGED,
+         str(ROOT / "training_data.py"), READ_AND_CONNECT, inspect.getsource(run_bypass), "0", str(open_folder)],
+        capture_output=True, text=True, timeout=60, cwd="/",
+    )
+    if result.returncode != 0:
+        pytest.skip(f"nobody cannot run the scripts here: {result.stderr.strip().splitlines()[-1:]}")
+    answer, status, held = json.loads(result.stdout)
+    if "landlock" not in held or "seccomp" not in held:
+        pytest.skip(f"this kernel gives nobody no Landlock or no seccomp (held: {held or 'nothing'})")
+    assert status == "ok", answer
+    assert answer == "PermissionError PermissionError" and private_things == []
