@@ -283,7 +283,7 @@ def test_unprivileged_user_gets_kernel_isolation(listener, open_folder):
 
 
 # Issue 31: the evaluation around the sandbox. Each of these once crashed the run, wrote non-JSON or judged wrongly.
-FORMAT_BOMB = "ans = '" + "{:" * 300 + "}" * 300 + "'.format(1)\n"  # the checker recursed once per level
+FORMAT_BOMB = "ans = '" + "{:" * 500 + "}" * 500 + "'.format(1)\n"  # the checker recursed once per level
 FOOLING = {
     "format_bomb": (FORMAT_BOMB, "blocked"),
     "format_three_levels": ("ans = '{:{:{}}}'.format(1, 2, 3)\n", "blocked"),  # Python itself refuses three
