@@ -192,3 +192,30 @@ def test_teacher_cleaning_survives_and_remembers_rejected_answers(tmp_path, monk
     codes, responses, examples = td.finqa_teacher_examples(finqa_examples(answers), args, str(cache), drops)
     assert [example["id"] for example in td.finqa_clean(examples, codes, args, drops)] == ["good"]
     assert ran == ["ans = 1\n"] and drops == Counter(blocked=1, non_finite=1, runtime_error=1)
+
+
+def test_a_crashing_teacher_answer_in_the_cache_no_longer_stops_the_splits(tmp_path, monkeypatch, caplog, root):
+    # the cached reproducer once crashed every rerun before dev and test were built
+    finqa = tmp_path / "finqa"
+    finqa.mkdir()
+    cache, ids = tmp_path / "out" / "teacher_cache.jsonl", []
+    for split in ("train", "dev", "test"):
+        records = json.loads((root / "examples" / "finqa" / f"{split}.json").read_text())[:2]
+        (finqa / f"{split}.json").write_text(json.dumps(records))
+        ids += [example["id"] for record in records for example in td.finqa_examples_from_finqa(record, split)]
+    cache.parent.mkdir()
+    cache.write_text("".join(json.dumps({"id": example_id, "model": "m", "response": FORMAT_BOMB}) + "\n"
+                             for example_id in ids))
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    args = Namespace(finqa_dir=str(finqa), convfinqa_dir=None, output_dir=str(tmp_path / "out"), source="teacher",
+                     context="full", max_context_tokens=0, max_examples=0, teacher_model="m", teacher_temperature=0.0,
+                     max_concurrency=1, teacher_cache=None, sandbox_timeout=2.0, sandbox_memory_mb=256,
+                     sandbox_workers=2, base_url=None, max_retries=0, retry_delay=0.01, timeout=1.0)
+    for run in range(2):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="training_data"):
+            td.prepare_finqa(args)
+        for split in ("train", "dev", "test"):
+            assert (tmp_path / "out" / f"{split}.jsonl").read_text() == ""
+            assert any(message.startswith(f"{split}: kept 0 of 2 (dropped: blocked=2)") for message in caplog.messages)
+        assert any("rejected on an earlier run are skipped" in message for message in caplog.messages) == (run == 1)
