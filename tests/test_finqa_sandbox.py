@@ -293,6 +293,7 @@ FOOLING = {
     "nan": ("ans = float('nan')\n", "non_finite"),
     "deleted_isfinite": ("import math\ndel math.isfinite\nans = 1.0\n", "ok"),
     "missing_name": ("from math import nothing\nans = 1\n", "runtime_error"),
+    "prints_gigabytes": ("for i in range(1500):\n    print('x' * (1 << 20))\nans = 1\n", "ok"),
 }
 
 
@@ -303,6 +304,7 @@ def test_fooling_programs_get_their_own_verdict(name):
     assert status == verdict, message
     assert (answer == 1.0) if verdict == "ok" else answer is None
     assert "/" not in message  # no interpreter path (from math import nothing once named math's .so file)
+    assert len(message) <= 2000  # what a program prints is kept to 2,000 characters
 
 
 def test_a_failing_checker_is_the_programs_verdict(monkeypatch):
