@@ -1417,8 +1417,9 @@ def finqa_extract_code(text):
 
 FINQA_EXECUTION_TIMEOUT = 5.0  # seconds one predicted program may run
 # --sandbox_total_timeout's default: FINQA_BUDGET_BASE for the evaluation plus FINQA_BUDGET_PER_ROW for each row
-# scored (the base model's rows again). A program that runs takes ~0.1 s (a fresh interpreter); the budget is for
-# hostile rows, each of which may take the full 5 s: 1,000 looping rows took ~45 min without it, ~9 min with it.
+# scored (the base model's rows again). A program that runs takes ~0.08 s (a fresh interpreter; 20 runs beside other
+# jobs on 2 AMD EPYC cores); the budget is for hostile rows, each of which may take the full 5 s: 1,000 looping rows
+# took ~45 min without it, and stop after 530 s with it.
 FINQA_BUDGET_BASE = 30.0
 FINQA_BUDGET_PER_ROW = 0.5
 
