@@ -2948,7 +2948,7 @@ def report_metrics(reporters, results, output_dir, args, rows):
                      if isinstance(value, (int, float)) and not isinstance(value, bool)})
     columns = list(dict.fromkeys(key for row in rows for key in row))
     # nested values (lists, dicts) as JSON text: a table column holds one kind of value
-    table = [[value if value is None or isinstance(value, (str, int, float, bool)) else json.dumps(value, default=str)
+    table = [[value if value is None or isinstance(value, (str, int, float, bool)) else json_line(value)
               for value in (row.get(column) for column in columns)] for row in rows]
     if "wandb" in reporters:
         import wandb
