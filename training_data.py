@@ -1287,7 +1287,7 @@ def parse_skill_call(text):
     is the schema's question (check_skill_example)."""
     try:
         node = ast.parse(text.strip(), mode="eval").body
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # the last two: nested past the parser's limits
         raise ValueError("not_a_call") from None
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
         raise ValueError("not_a_call")
@@ -1610,7 +1610,7 @@ def request_generated_pairs(client, args, skill, count):
         raise RuntimeError("malformed_answer") from None
     try:
         return extract_generated_pairs(response)
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError, RecursionError):
         raise RuntimeError("malformed_answer") from None
 
 

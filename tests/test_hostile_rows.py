@@ -219,3 +219,9 @@ def test_a_crashing_teacher_answer_in_the_cache_no_longer_stops_the_splits(tmp_p
             assert (tmp_path / "out" / f"{split}.jsonl").read_text() == ""
             assert any(message.startswith(f"{split}: kept 0 of 2 (dropped: blocked=2)") for message in caplog.messages)
         assert any("rejected on an earlier run are skipped" in message for message in caplog.messages) == (run == 1)
+
+
+@pytest.mark.parametrize("answer", [HOSTILE["deep_call"], "f(x=" + "-" * 100_000 + "1)", "f(x='\udcff')"])
+def test_a_teachers_hostile_skill_call_is_a_reason(answer):
+    skill = {"name": "f", "parameters": {"x": {"type": "string"}}}
+    assert td.validate_generated_pair({"user": "do f", "assistant": answer}, skill, set())[0] is None
