@@ -948,9 +948,9 @@ def finqa_read_cache(cache_path, model):
     return cached, rejected
 
 
-def finqa_record_verdicts(cache_path, model, codes_responses, verdicts):
+def finqa_record_verdicts(cache_path, model, responses, verdicts):
     """Append a line with its verdict for each teacher answer cleaning rejected, so a rerun skips it."""
-    lines = [json.dumps({"id": example_id, "model": model, "response": codes_responses[example_id],
+    lines = [json.dumps({"id": example_id, "model": model, "response": responses[example_id],
                          "verdict": verdict, "message": message}) + "\n"
              for example_id, (verdict, message) in verdicts.items() if verdict in FINQA_CACHED_VERDICTS]
     if lines:
