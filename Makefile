@@ -72,7 +72,7 @@ plots: $(STAMP)
 # e.g. make skills-export; make instruct-export OUT=outputs/x ARGS="--export_type q4_0" (default type q8_0).
 %-export: $(STAMP)
 	$(if $(OUT),,$(error set OUT to a finished run, e.g. make $@ OUT=outputs/$*))
-	python sft.py --export gguf --output_dir $(OUT) $(ARGS)
+	python export.py --output_dir $(OUT) $(ARGS)
 
 # Remove prepared data and run outputs (keeps .venv and the converted-model cache).
 clean:
