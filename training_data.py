@@ -5,6 +5,15 @@
     python training_data.py -t --files examples/skills/*_examples.txt > dataset/training_data.json
 """
 
+# /// script
+# requires-python = ">=3.11"
+# dependencies = [
+#     "datasets==5.2.0",
+#     "openai==3.51.0",
+#     "pandas==3.1.1",
+# ]
+# ///
+
 import argparse
 import ast
 import json

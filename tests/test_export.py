@@ -8,7 +8,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from conftest import load_script, run_script, write_json
+from conftest import lonely_copy, load_script, run_script, write_json
 
 sft = load_script("sft")
 export = load_script("export")
@@ -28,10 +28,12 @@ def train_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_lora_run(tiny_model_dir, train_file, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "tiny-lora"
-    result = run_script(*train_command(tiny_model_dir, train_file, out))
+    """Trained by a copy of sft.py alone in an empty folder (tests/test_standalone.py): no sibling script, no examples/."""
+    folder = tmp_path_factory.mktemp("runs")
+    command = train_command(tiny_model_dir, train_file, folder / "tiny-lora")
+    result = run_script(lonely_copy("sft.py", folder / "alone"), *command[1:], cwd=folder / "alone")
     assert result.returncode == 0, result.stderr[-3000:]
-    return out
+    return folder / "tiny-lora"
 
 
 def parse_modelfile(text):
@@ -73,10 +75,12 @@ def test_ollama_template_renders_like_the_trained_template(tokenizer, template):
         assert render_ollama(go_template, system, "What is 2 + 3?", generated) == expected
 
 
-def test_tiny_lora_export_f32_reads_back_exactly(tiny_lora_run, tokenizer):
+def test_tiny_lora_export_f32_reads_back_exactly(tiny_lora_run, tokenizer, tmp_path):
     from gguf import GGUFReader
 
-    result = run_script("export.py", "--export_type", "f32", "--output_dir", tiny_lora_run)
+    # a copy of export.py alone in an empty folder (tests/test_standalone.py)
+    result = run_script(lonely_copy("export.py", tmp_path), "--export_type", "f32", "--output_dir", tiny_lora_run,
+                        cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     folder = tiny_lora_run / "export"
     assert sorted(p.name for p in folder.iterdir()) == ["Modelfile", "checks.json", "model-f32.gguf"]

@@ -1,0 +1,131 @@
+"""Every top-level script stands alone. Its PEP 723 header (for `uv run sft.py ...` or `pipx run`) names each package
+it imports, pinned as requirements.txt pins it; and a copy of it alone in an empty folder (no sibling scripts, no
+examples/) answers --help and runs a tiny job from files it is given. The lonely copies of sft.py and export.py train
+and export a tiny LoRA run in tests/test_export.py, whose tests need that run anyway."""
+
+import ast
+import importlib.metadata
+import json
+import re
+import sys
+import tomllib
+
+import pytest
+import yaml
+from conftest import ROOT, lonely_copy, run_script, write_json
+
+SCRIPTS = ("sft.py", "eval.py", "export.py", "training_data.py", "create_mixed_dataset.py")
+HEADER = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")  # PEP 723's own regex
+# Opt-in integrations: imported only where used, with a one-line install hint, so a header does not pull them in.
+OPTIONAL = {"wandb", "tensorboard", "bitsandbytes", "vllm"}
+INSTALLED_BY = {"psutil": "accelerate", "tqdm": "transformers"}  # imported directly, installed by a listed package
+# Needed though not imported: transformers reads the default model's GGUF file with it.
+READ_THROUGH = {"gguf"}
+
+
+def normalized(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def header(script):
+    """The script's PEP 723 metadata, read as the PEP's reference implementation reads it."""
+    blocks = [m for m in HEADER.finditer((ROOT / script).read_text()) if m.group("type") == "script"]
+    assert len(blocks) == 1, f"{script} needs exactly one `# /// script` block"
+    content = "".join(line[2:] if line.startswith("# ") else line[1:]
+                      for line in blocks[0].group("content").splitlines(keepends=True))
+    return tomllib.loads(content)
+
+
+def requirement_pins():
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    pins = [line.split("#")[0].strip() for line in lines]
+    return {normalized(pin.split("==")[0]): pin for pin in pins if pin}
+
+
+def imported_modules(script):
+    """(third-party modules imported at the top level, those imported anywhere) by the script, as top-level names."""
+    tree = ast.parse((ROOT / script).read_text())
+    top, anywhere = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module]
+        else:
+            continue
+        roots = {name.split(".")[0] for name in names} - set(sys.stdlib_module_names)
+        anywhere |= roots
+        if node in tree.body:
+            top |= roots
+    return top, anywhere
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_header_pins_what_requirements_txt_pins(script):
+    metadata = header(script)
+    assert metadata["requires-python"] == ">=3.11"
+    pins = requirement_pins()
+    for dependency in metadata["dependencies"]:
+        name = normalized(re.match(r"[A-Za-z0-9_.-]+", dependency).group())
+        assert pins.get(name) == dependency, f"{script}: {dependency}, requirements.txt: {pins.get(name)}"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_header_names_every_package_the_script_imports(script):
+    declared = {normalized(re.match(r"[A-Za-z0-9_.-]+", d).group()) for d in header(script)["dependencies"]}
+    distributions = importlib.metadata.packages_distributions()
+    top, anywhere = imported_modules(script)
+    needed = set()
+    for module in sorted(anywhere - OPTIONAL):
+        if module in INSTALLED_BY:
+            assert normalized(INSTALLED_BY[module]) in declared, f"{script} imports {module}"
+        else:
+            needed.add(normalized(distributions[module][0]))
+    assert needed <= declared, f"{script} imports {needed - declared} without naming them in its header"
+    assert declared - needed <= READ_THROUGH, f"{script}'s header names {declared - needed - READ_THROUGH} unused"
+    assert not top & OPTIONAL, f"{script} imports {top & OPTIONAL} at the top; import optional packages where used"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_lonely_copy_answers_help(script, tmp_path):
+    result = run_script(lonely_copy(script, tmp_path), "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("usage:") and "Traceback" not in result.stderr
+
+
+def test_a_lonely_eval_scores_given_predictions(tmp_path):
+    rows = [{"prompt": "2 + 2?", "reference": "4", "prediction": "4"},
+            {"prompt": "Capital of France?", "reference": "Paris", "prediction": "Rome"}]
+    write_json(tmp_path / "rows.jsonl", rows, lines=True)
+    result = run_script(lonely_copy("eval.py", tmp_path), "--predictions", "rows.jsonl", "--metrics",
+                        "exact_match,rouge", "--output_dir", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["exact_match"] == 0.5 and (tmp_path / "out" / "predictions.jsonl").exists()
+
+
+def test_a_lonely_training_data_collects_given_skill_files(tmp_path):
+    weather = ("#### Prompt:\nweather(location)\nCurrent weather for a place.\n\n#### Prompt Examples:\n"
+               "### User: What's the weather in Berlin?\n### Assistant: weather(location='Berlin')\n\n"
+               "### User: weather in Rome\n### Assistant: weather(location='Rome')\n")
+    other = "#### Prompt:\nother()\nNo skill applies.\n\n#### Prompt Examples:\n### User: thanks\n### Assistant: other()\n"
+    (tmp_path / "weather_examples.txt").write_text(weather)
+    (tmp_path / "other_examples.txt").write_text(other)
+    result = run_script(lonely_copy("training_data.py", tmp_path), "-t", "--files", "other_examples.txt",
+                        "weather_examples.txt", "--test_fraction", "0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = json.loads(result.stdout)
+    assert [r["completion"] for r in records] == ["other()", 'weather(location="Berlin")', 'weather(location="Rome")']
+
+
+def test_a_lonely_create_mixed_dataset_mixes_given_files(tmp_path):
+    rows = [{"question": f"Question {i}?", "answer": f"Answer {i}."} for i in range(20)]
+    write_json(tmp_path / "qa.jsonl", rows, lines=True)
+    config = {"sources": [{"name": "qa.jsonl", "label": "qa", "proportion": 1.0,
+                           "columns": {"user": "question", "assistant": "answer"}}]}
+    (tmp_path / "mix.yaml").write_text(yaml.safe_dump(config))
+    result = run_script(lonely_copy("create_mixed_dataset.py", tmp_path), "--config", "mix.yaml", "--output_dir",
+                        "out", "--offline", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "mix_summary.json").read_text())
+    assert [(s["source"], s["taken"]) for s in summary["sources"]] == [("qa", 20)]
