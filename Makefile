@@ -55,8 +55,10 @@ $(STAMP): requirements.txt
 test: $(STAMP)
 	python -m pytest tests -q
 
-# Speed and MFU vs this machine's measured matmul peak: training (ours vs TRL's), a step's profile, generation.
+# Speed and MFU vs this machine's measured matmul peak: training (ours vs TRL's), a step's profile, generation;
+# and each script's start-up (--help, a bad flag).
 bench: $(STAMP)
+	python benchmarks/startup.py
 	python benchmarks/train_throughput.py
 	python benchmarks/train_throughput.py --data shared_prefix --only lora --batch_size 16 --max_length 256
 	python benchmarks/profile_step.py

@@ -2964,5 +2964,15 @@ def main(args):
     finish_processes()
 
 
+def parse_arguments(argv=None):
+    """eval.py's arguments from --config and the command line; anything wrong in them is a one-line error."""
+    parser = TrlParser([EvalArguments])
+    parser.error = lambda message: fail(f"{message}; see python eval.py --help")
+    try:
+        return parser.parse_args_and_config(argv)[0]
+    except Exception as error:  # TrlParser and EvalArguments raise ValueError, PyYAML its own, open() OSError
+        fail(f"{str(error).splitlines()[0] if str(error) else type(error).__name__}; see python eval.py --help")
+
+
 if __name__ == "__main__":
-    main(TrlParser([EvalArguments]).parse_args_and_config()[0])
+    main(parse_arguments())

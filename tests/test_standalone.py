@@ -12,7 +12,7 @@ import tomllib
 
 import pytest
 import yaml
-from conftest import ROOT, lonely_copy, run_script, write_json
+from conftest import ROOT, load_script, lonely_copy, run_script, write_json
 
 SCRIPTS = ("sft.py", "eval.py", "export.py", "training_data.py", "create_mixed_dataset.py")
 HEADER = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")  # PEP 723's own regex
@@ -86,11 +86,39 @@ def test_header_names_every_package_the_script_imports(script):
     assert not top & OPTIONAL, f"{script} imports {top & OPTIONAL} at the top; import optional packages where used"
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("script", [script for script in SCRIPTS if script != "sft.py"])
 def test_a_lonely_copy_answers_help(script, tmp_path):
     result = run_script(lonely_copy(script, tmp_path), "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("usage:") and "Traceback" not in result.stderr
+
+
+def test_a_lonely_sft_help_is_trl_parsers_text_without_loading_peft(tmp_path, monkeypatch):
+    """sft.py --help keeps peft (and what it pulls in) from loading, for start-up time; the text must not change."""
+    sft = load_script("sft")  # imported as a module: the whole stack, peft included
+    assert sys.modules.get("peft") is not None
+    monkeypatch.setenv("COLUMNS", "120")  # argparse wraps to the terminal's width
+    parser = sft.make_parser()
+    parser.prog = "sft.py"
+    result = run_script(lonely_copy("sft.py", tmp_path), "--help", cwd=tmp_path, env={"COLUMNS": "120"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout == parser.format_help()
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("sft", ["--no_such_flag"], "not used by the HfArgumentParser: ['--no_such_flag']"),
+    ("sft", ["--max_steps", "many"], "argument --max_steps/--max-steps: invalid int value: 'many'"),
+    ("sft", ["--config", "missing.yaml"], "No such file or directory: 'missing.yaml'"),
+    ("eval", ["--no_such_flag"], "not used by the HfArgumentParser: ['--no_such_flag']"),
+    ("eval", ["--max_new_tokens", "many"], "argument --max_new_tokens/--max-new-tokens: invalid int value: 'many'"),
+    ("eval", ["--config", "missing.yaml"], "No such file or directory: 'missing.yaml'"),
+])
+def test_bad_arguments_are_one_line_errors(script, argv, message):
+    with pytest.raises(SystemExit) as raised:
+        load_script(script).parse_arguments(argv)
+    text = str(raised.value)
+    assert text.startswith("error: ") and message in text and "\n" not in text, text
+    assert text.endswith(f"; see python {script}.py --help")
 
 
 def test_a_lonely_eval_scores_given_predictions(tmp_path):
