@@ -1283,6 +1283,10 @@ def metric_execution_accuracy(rows):
 
 # metric keyword -> EvalArguments field that sets it
 METRIC_OPTIONS = {"sql_execution_match": {"database_dir": "sql_database_dir"}}
+# Packages a metric imports where it runs (module, pip requirement); listed in the header, checked before any model
+# loads for a copy of eval.py installed without them.
+METRIC_PACKAGES = {"rouge": ("rouge_score", "rouge-score==0.1.2"), "sql_exact_match": ("sqlglot", "sqlglot==30.30.0"),
+                   "sql_execution_match": ("sqlglot", "sqlglot==30.30.0")}
 METRICS = {
     "exact_match": metric_exact_match,
     "rouge": metric_rouge,
@@ -2945,6 +2949,10 @@ def main(args):
     unknown = [m for m in metrics if m != "perplexity" and m not in METRICS]
     if unknown:
         fail(f"--metrics: unknown {', '.join(unknown)}; choose from perplexity, {', '.join(sorted(METRICS))}")
+    for metric in metrics:  # their packages are imported where the metric runs: a missing one fails here
+        module, package = METRIC_PACKAGES.get(metric, (None, None))
+        if module and importlib.util.find_spec(module) is None:
+            fail(f"--metrics {metric} needs the {module} package: pip install {package}")
     if args.sql_database_dir and not Path(args.sql_database_dir).is_dir():
         fail(f"--sql_database_dir {args.sql_database_dir}: no such folder (expected <db_id>/<db_id>.sqlite inside)")
     reporters = parse_reporters(args.report_to)

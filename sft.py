@@ -1716,6 +1716,12 @@ def check_arguments(state, script_args, training_args, model_args, extra):
                        "than plain --use_peft (measured); it saves memory, not time")
     if (model_args.load_in_4bit or model_args.load_in_8bit) and not model_args.use_peft and not extra.init_adapter:
         fail("--load_in_4bit/--load_in_8bit trains adapters only: add --use_peft")
+    # packages only some flags need, imported where used: a missing one fails here, not after training
+    needs = [("bitsandbytes==0.50.2", "--load_in_4bit/--load_in_8bit", model_args.load_in_4bit or model_args.load_in_8bit),
+             ("matplotlib==3.11.2", "--plots", extra.plots)]
+    for package, flag, used in needs:
+        if used and importlib.util.find_spec(package.split("==")[0]) is None:
+            fail(f"{flag} needs the {package.split('==')[0]} package: pip install {package} (or turn {flag} off)")
     # --report_to wandb,tensorboard as eval.py takes it, besides the Trainer's --report_to wandb tensorboard
     training_args.report_to = [name.strip() for item in training_args.report_to or [] for name in item.split(",")
                                if name.strip()]

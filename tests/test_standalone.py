@@ -5,10 +5,13 @@ and export a tiny LoRA run in tests/test_export.py, whose tests need that run an
 
 import ast
 import importlib.metadata
+import importlib.util
 import json
+import os
 import re
 import sys
 import tomllib
+from unittest import mock
 
 import pytest
 import yaml
@@ -157,3 +160,25 @@ def test_a_lonely_create_mixed_dataset_mixes_given_files(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "mix_summary.json").read_text())
     assert [(s["source"], s["taken"]) for s in summary["sources"]] == [("qa", 20)]
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("eval", ["--metrics", "sql_exact_match"], "--metrics sql_exact_match needs the sqlglot package: "
+                                               "pip install sqlglot==30.30.0"),
+    ("sft", ["--plots", "True"], "--plots needs the matplotlib package: pip install matplotlib==3.11.2 (or turn "
+                                 "--plots off)"),
+])
+def test_a_missing_optional_package_is_a_one_line_hint_before_any_model_loads(script, argv, message, tmp_path,
+                                                                                monkeypatch):
+    module = load_script(script)
+    missing = {"eval": "sqlglot", "sft": "matplotlib"}[script]
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == missing else
+                        find_spec(name, *rest))
+    data = write_json(tmp_path / "rows.jsonl", [{"prompt": "a", "reference": "b", "prediction": "b"}], lines=True)
+    source = ["--predictions", data] if script == "eval" else ["--dataset_name", data, "--output_dir", tmp_path / "out"]
+    # the environment is restored afterwards: TrainingArguments exports settings for accelerate
+    with mock.patch.dict(os.environ, {"HF_TOKEN": ""}), pytest.raises(SystemExit) as raised:
+        arguments = module.parse_arguments([str(arg) for arg in source + argv])
+        module.main(*arguments) if script == "sft" else module.main(arguments)
+    assert str(raised.value) == f"error: {message}"
