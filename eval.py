@@ -2032,7 +2032,8 @@ def finish_processes():
 def in_batches(items, batch_size, step, desc):
     """Call step(batch) over items; batch_size "auto" (CUDA) starts at AUTO_BATCH_START and halves on out of memory.
 
-    Returns the batch size that worked, so a later pass can start there.
+    Returns the batch size that worked, so a later pass can start there. Not accelerate's find_executable_batch_size:
+    that reruns the whole function from the first item at each halving; this keeps the batches already done.
     """
     import torch
     from tqdm.auto import tqdm
@@ -2767,10 +2768,21 @@ def markdown_table(results):
     return "\n".join(lines)
 
 
-def write_atomic(path, text):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+# copy of training_data.py:write_text_atomic — keep identical (tests/test_copies.py)
+def write_text_atomic(path, text):
+    """Write a whole file or nothing: a temporary file in the same folder, renamed over the target when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        # mkstemp makes the file private (0600); give it the mode the old file had, or the usual 0644
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def checkpoint_score(checkpoint, state, names):
@@ -2832,7 +2844,7 @@ def summarize_runs(folder, metric, recipe, best_recipe):
         text = (f"# python sft.py --config {best_recipe}\n# Chosen on the dev split by {metric} ({best:.4f}) from "
                 f"{folder}; based on {recipe}.\n" + yaml.safe_dump(config, sort_keys=False))
         Path(best_recipe).parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(Path(best_recipe), text)
+        write_text_atomic(Path(best_recipe), text)
         print(f"Wrote {best_recipe}")
 
 
@@ -2915,16 +2927,16 @@ def write_results(output_dir, results, all_rows, reporters, args, prompt=None, s
         final["base"] = results["base"]
     if prompt is not None:
         final["prompt"] = prompt
-    write_atomic(output_dir / "metrics.json", json.dumps(final, indent=2, default=str) + "\n")
+    write_text_atomic(output_dir / "metrics.json", json.dumps(final, indent=2, default=str) + "\n")
     lines = []
     for index, row in enumerate(all_rows["model"]):
         if "base" in all_rows:  # the base model's answer and verdicts (base_prediction, base_exact_match, ...)
             row.update({f"base_{key}": value for key, value in all_rows["base"][index].items()
                         if key == "prediction" or source_keys is not None and key not in source_keys})
         lines.append(json.dumps(row, ensure_ascii=False, default=str))
-    write_atomic(output_dir / "predictions.jsonl", "\n".join(lines) + "\n")
+    write_text_atomic(output_dir / "predictions.jsonl", "\n".join(lines) + "\n")
     if general:
-        write_atomic(output_dir / "general_predictions.jsonl",
+        write_text_atomic(output_dir / "general_predictions.jsonl",
                      "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in general["samples"]))
     print(markdown_table(results))
     if general:

@@ -100,6 +100,23 @@ def fail(message):
     raise SystemExit(f"error: {message}")
 
 
+# copy of training_data.py:write_text_atomic — keep identical (tests/test_copies.py)
+def write_text_atomic(path, text):
+    """Write a whole file or nothing: a temporary file in the same folder, renamed over the target when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        # mkstemp makes the file private (0600); give it the mode the old file had, or the usual 0644
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 # copy of sft.py:cache_dir — keep identical (tests/test_copies.py)
 def cache_dir():
     return Path(os.environ.get("SMOLFT_CACHE", Path.home() / ".cache" / "smolft")).expanduser()
@@ -494,9 +511,7 @@ def write_modelfile(target, tokenizer):
              f"FROM ./{target.name}", f'TEMPLATE """{template}"""']
     lines += [f"PARAMETER stop {json.dumps(stop, ensure_ascii=False)}" for stop in stops if stop]
     path = target.parent / "Modelfile"
-    tmp = target.parent / ".Modelfile.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -544,9 +559,7 @@ def record_export_check(run_dir, check):
     checks_path = run_dir / "export" / "checks.json"
     checks = json.loads(checks_path.read_text()) if checks_path.exists() else {}
     checks[check["type"]] = check
-    tmp = checks_path.with_name(".checks.json.tmp")
-    tmp.write_text(json.dumps(checks, indent=2, ensure_ascii=False))
-    os.replace(tmp, checks_path)
+    write_text_atomic(checks_path, json.dumps(checks, indent=2, ensure_ascii=False))
     rows = "\n".join(f"| `{c['file']}` | {t} | {c['size_mib']} MiB | {c['identical']}/{c['prompts']} | "
                      f"{100 * c['token_agreement']:.1f}% | {c['max_weight_error']:.2e} |" for t, c in checks.items())
     latest = check["file"].split("/")[-1]
@@ -577,9 +590,7 @@ llama-cli -m {run_dir}/export/{latest} -cnv
     if start >= 0:
         end = card.find("\n## ", start + 1)
         card = card[:start] + (card[end:] if end >= 0 else "\n")
-    tmp = card_path.with_name(".README.md.tmp")
-    tmp.write_text(card.rstrip("\n") + "\n\n" + section)
-    os.replace(tmp, card_path)
+    write_text_atomic(card_path, card.rstrip("\n") + "\n\n" + section)
 
 
 def main(args):

@@ -169,12 +169,15 @@ class ExtraArguments:
                   "general loss together (--metric_for_best_model eval_general_loss). Off by default; the instruct "
                   "recipe sets it."},
     )
+    # Measured numbers stay in comments and the README, not in --help (they go stale): the fast path trains LoRA about
+    # 1.4x faster (make bench); the shared prefix 1.4-1.7x on the skills recipe's batches; compiling the loss head
+    # 0.94-1.15x on steps that score many tokens (bf16 on AMX), no faster in fp32, after 3-18 s of compiling once.
     cpu_fast_path: bool = field(
         default=True,
         metadata={"help": "CPU only: score only the completion tokens, in one log-softmax per chunk, "
-                  "instead of TRL's GPU-shaped LM head (every position, a dozen passes per vocabulary tile); about "
-                  "1.4x faster LoRA training, same loss and gradients within bf16 rounding; and malloc keeps freed "
-                  "memory for reuse (glibc: no fresh pages to fault in at every step). False gives TRL's path. "
+                  "instead of TRL's GPU-shaped LM head (every position, a dozen passes per vocabulary tile); faster "
+                  "LoRA training (see the README), same loss and gradients within bf16 rounding; and malloc keeps "
+                  "freed memory for reuse (glibc: no fresh pages to fault in at every step). False gives TRL's path. "
                   "Ignored on GPUs."},
     )
     share_prompt_prefix: bool = field(
@@ -183,14 +186,14 @@ class ExtraArguments:
                   "its rows start with (a system prompt, a skill or tool list) are computed once and padding is "
                   "dropped, with an attention mask that lets each row see only that prefix and itself; same loss and "
                   "gradients as the padded batch. Used for a batch when it saves at least a fifth of its estimated "
-                  "FLOPs (1.4-1.7x faster training on the skills recipe's batches). False keeps the padded batch; "
+                  "FLOPs. False keeps the padded batch; "
                   "--torch_compile turns it off (each packed shape would recompile)."},
     )
     compile_loss_head: bool = field(
         default=False,
         metadata={"help": "CPU fast path only (not MPS): compile the loss head's fp32 work (log-softmax and its "
-                  "backward, entropy, top-1) into fused loops with torch.compile: steps that score many tokens "
-                  "0.94-1.15x (bf16 on AMX), no faster in fp32, after 3-18 s of compiling once; same loss within fp32 "
+                  "backward, entropy, top-1) into fused loops with torch.compile, after compiling once: faster only "
+                  "on steps that score many tokens in bf16; same loss within fp32 "
                   "rounding (which can still move where a long run ends). Ignored under --torch_compile (the whole "
                   "model is compiled). Falls back to uncompiled with a warning where compiling fails."},
     )
@@ -240,6 +243,23 @@ class GeneralEvalCallback(TrainerCallback):
 def fail(message):
     """Stop with a one-line error (no traceback) and exit status 1."""
     raise SystemExit(f"error: {message}")
+
+
+# copy of training_data.py:write_text_atomic — keep identical (tests/test_copies.py)
+def write_text_atomic(path, text):
+    """Write a whole file or nothing: a temporary file in the same folder, renamed over the target when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        # mkstemp makes the file private (0600); give it the mode the old file had, or the usual 0644
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 # ------------------------------------------------------------------------------------------------ model resolution
@@ -898,11 +918,8 @@ def export_splits(folder, splits, data_format):
     for name, dataset in splits.items():
         if dataset is None:
             continue
-        tmp = folder / f".{name}.jsonl.tmp"
-        with open(tmp, "w") as f:
-            for example in dataset:
-                f.write(json.dumps(export_record(example, data_format), ensure_ascii=False) + "\n")
-        os.replace(tmp, folder / f"{name}.jsonl")
+        write_text_atomic(folder / f"{name}.jsonl", "".join(
+            json.dumps(export_record(example, data_format), ensure_ascii=False) + "\n" for example in dataset))
         logger.info(f"{name}: {len(dataset)} examples ({data_format}) -> {folder / (name + '.jsonl')}")
 
 
@@ -962,6 +979,9 @@ def plot_losses(output_dir, log_history=None):
 
 
 def write_model_card(folder, model_name, script_args, training_args, model_args, stats, metrics):
+    """The run's README.md. Not TRL's create_model_card: it names no base for a local folder (the default model is one,
+    in the cache), and eval.py --compare_base reads base_model from this front matter; ours also has counts,
+    metrics and the command that reproduces the run."""
     kind = "LoRA adapter" if model_args.use_peft else "full fine-tune"
     metric_lines = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
                              for k, v in metrics.items())
@@ -986,7 +1006,7 @@ Reproduce:
 {command}
 ```
 """
-    (Path(folder) / "README.md").write_text(card)
+    write_text_atomic(Path(folder) / "README.md", card)
 
 
 def save_final(trainer, output_dir, tokenizer, model_name):
@@ -1027,9 +1047,8 @@ def save_sample_prompts(output_dir, dataset, data_format, split):
         messages = to_messages(example, data_format).get("messages")
         if messages and messages[-1]["role"] == "assistant":
             records.append({"split": split, "messages": messages[:-1]})
-    tmp = Path(output_dir) / f".{SAMPLE_PROMPTS_FILE}.tmp"
-    tmp.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
-    os.replace(tmp, Path(output_dir) / SAMPLE_PROMPTS_FILE)
+    write_text_atomic(Path(output_dir) / SAMPLE_PROMPTS_FILE,
+                      "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
 
 
 def load_trained(run_dir, adapter, dtype="float32", model_class=None):
@@ -1583,9 +1602,7 @@ class PredictionLogger(TrainerCallback):
                 for (ids, reference), prediction in zip(self.examples, predictions)]
         self.output_dir.mkdir(parents=True, exist_ok=True)  # the first evaluation may come before any checkpoint
         path = self.output_dir / f"predictions_step{state.global_step}.jsonl"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         if "wandb" in (args.report_to or []):
             import wandb
 
