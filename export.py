@@ -192,30 +192,6 @@ def load_tokenizer(path):
     return tokenizer
 
 
-# copy of sft.py:read_json_records — keep identical (tests/test_copies.py)
-def read_json_records(path):
-    """Read a .json (list of objects) or .jsonl file, naming the file and line of anything malformed."""
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):  # a JSON Lines record is an object, so "[" can only open a JSON list
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as error:
-            fail(f"{path}:{error.lineno}: invalid JSON ({error.msg}); fix the file")
-    else:
-        records = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                fail(f"{path}:{lineno}: invalid JSON line ({error.msg}); fix or remove that line")
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            fail(f"{path}: record {index + 1} is a JSON {type(record).__name__}, not an object with named fields")
-    return records
-
-
 # copy of sft.py:load_trained — keep identical (tests/test_copies.py)
 def load_trained(run_dir, adapter, dtype="float32", model_class=None):
     """The trained model in full precision: a full model, or a LoRA adapter on a full-precision copy of its base.
@@ -314,7 +290,14 @@ def export_check_prompts(run_dir):
     """The run's own eval prompts (saved by sft.py at the end of training) as chat messages, else a few generic ones."""
     path = run_dir / SAMPLE_PROMPTS_FILE
     if path.exists():
-        records = read_json_records(path)[:EXPORT_CHECK_PROMPTS]
+        records = []  # a file sft.py wrote, one object per line
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                records += [json.loads(line)] if line.strip() else []
+            except json.JSONDecodeError as error:
+                fail(f"{path}:{number}: invalid JSON ({error.msg}); fix the line, or delete the file to check with "
+                     "generic prompts")
+        records = records[:EXPORT_CHECK_PROMPTS]
         if records:
             split = records[0].get("split", "eval")
             return [r["messages"] for r in records], f"the run's first {len(records)} {split} prompts"

@@ -163,6 +163,17 @@ def test_export_refuses_bad_input_in_one_line(tiny_lora_run, tiny_model_dir, tok
     assert "Traceback" not in result.stderr
 
 
+def test_check_prompts_come_from_the_run_and_a_broken_file_is_a_one_line_error(tmp_path):
+    assert export.export_check_prompts(tmp_path)[1] == "generic prompts (the run saved none)"
+    record = {"split": "eval", "messages": [{"role": "user", "content": "Hi"}]}
+    (tmp_path / "sample_prompts.jsonl").write_text(json.dumps(record) + "\n\n{broken\n")
+    with pytest.raises(SystemExit) as raised:
+        export.export_check_prompts(tmp_path)
+    assert str(raised.value).startswith(f"error: {tmp_path / 'sample_prompts.jsonl'}:3: invalid JSON")
+    (tmp_path / "sample_prompts.jsonl").write_text(json.dumps(record) + "\n")
+    assert export.export_check_prompts(tmp_path) == ([record["messages"]], "the run's first 1 eval prompts")
+
+
 def test_a_full_disk_leaves_no_gguf_behind(tiny_model_dir, tmp_path):
     import gguf
 
