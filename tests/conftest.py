@@ -77,6 +77,15 @@ def run_script(*args, timeout=900, env=None, cwd=ROOT):
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
+def lonely_copy(script, folder):
+    """A copy of one repository script alone in folder (no sibling scripts, no examples/), as a user copies it."""
+    import shutil
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(ROOT / script, folder / script))
+
+
 def write_json(path, records, lines=False):
     import json
 

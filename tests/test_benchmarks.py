@@ -61,3 +61,13 @@ def test_shared_prefix_rows_start_alike_and_end_differently(bench, tmp_path):
     skills = {row["prompt"].split("\n")[0] for row in rows}
     assert len(rows) == 20 and len(skills) == 1 and next(iter(skills)).startswith("Skills: ")
     assert len({row["prompt"] for row in rows}) > 15 and all(row["completion"] for row in rows)
+
+
+def test_startup_times_help_and_a_bad_flag(bench, tmp_path):
+    startup = load_script("benchmarks/startup")
+    output = tmp_path / "startup.json"
+    run_main(startup, "--scripts", "training_data.py", "--repeats", 2, "--output", output)
+    rows = json.loads(output.read_text())["results"]
+    assert [(row["script"], row["case"], row["exit_status"] != 0) for row in rows] == [
+        ("training_data.py", "help", False), ("training_data.py", "bad flag", True)]
+    assert all(len(row["wall_s_per_repeat"]) == 2 and row["cpu_s"] > 0 for row in rows)

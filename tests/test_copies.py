@@ -17,10 +17,10 @@ from functools import lru_cache
 import pytest
 from conftest import ROOT
 
-SCRIPTS = ("sft.py", "eval.py", "training_data.py", "create_mixed_dataset.py")
+SCRIPTS = ("sft.py", "eval.py", "training_data.py", "create_mixed_dataset.py", "export.py")
 MARKER = re.compile(r"^# cop(?:y|ies) of (\w+\.py):(\S+) — keep identical \(tests/test_copies\.py\)$")
-# Same name, different job: each script's own logger, entry point and way to turn its rows into chat messages.
-DIFFERENT_ON_PURPOSE = {"logger", "main", "to_messages"}
+# Same name, different job: each script's own logger, entry point, arguments and way to turn its rows into messages.
+DIFFERENT_ON_PURPOSE = {"logger", "main", "parse_arguments", "to_messages"}
 
 
 def script_lines(script):

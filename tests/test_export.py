@@ -1,4 +1,4 @@
-"""sft.py --export gguf: a GGUF and an Ollama Modelfile from a finished run, checked against the trained model."""
+"""export.py: a GGUF and an Ollama Modelfile from a finished run, checked against the trained model."""
 
 import errno
 import json
@@ -8,9 +8,10 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from conftest import load_script, run_script, write_json
+from conftest import lonely_copy, load_script, run_script, write_json
 
 sft = load_script("sft")
+export = load_script("export")
 
 
 def train_command(model, data, output_dir, *extra):
@@ -27,10 +28,12 @@ def train_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_lora_run(tiny_model_dir, train_file, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "tiny-lora"
-    result = run_script(*train_command(tiny_model_dir, train_file, out))
+    """Trained by a copy of sft.py alone in an empty folder (tests/test_standalone.py): no sibling script, no examples/."""
+    folder = tmp_path_factory.mktemp("runs")
+    command = train_command(tiny_model_dir, train_file, folder / "tiny-lora")
+    result = run_script(lonely_copy("sft.py", folder / "alone"), *command[1:], cwd=folder / "alone")
     assert result.returncode == 0, result.stderr[-3000:]
-    return out
+    return folder / "tiny-lora"
 
 
 def parse_modelfile(text):
@@ -50,7 +53,7 @@ def parse_modelfile(text):
 
 
 def render_ollama(template, system, prompt, response):
-    """Render the subset of Go templates that sft.py writes: if/else/end on .System, .System, .Prompt, .Response."""
+    """Render the subset of Go templates that export.py writes: if/else/end on .System, .System, .Prompt, .Response."""
     template = re.sub(r"\{\{ if \.System \}\}(.*?)\{\{ else \}\}(.*?)\{\{ end \}\}",
                       lambda m: m.group(1) if system else m.group(2), template, flags=re.S)
     return template.replace("{{ .System }}", system).replace("{{ .Prompt }}", prompt).replace(
@@ -62,7 +65,7 @@ def test_ollama_template_renders_like_the_trained_template(tokenizer, template):
     tok = tokenizer.__class__.from_pretrained(tokenizer.name_or_path)
     if template in sft.PROMPT_TEMPLATES:
         tok.chat_template = sft.PROMPT_TEMPLATES[template]
-    go_template, _ = sft.ollama_template(tok, strip_bos=False)
+    go_template, _ = export.ollama_template(tok, strip_bos=False)
     turn = [{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": "5."}]
     for system in ("", "Be brief."):
         messages = ([{"role": "system", "content": system}] if system else []) + turn
@@ -72,26 +75,28 @@ def test_ollama_template_renders_like_the_trained_template(tokenizer, template):
         assert render_ollama(go_template, system, "What is 2 + 3?", generated) == expected
 
 
-def test_tiny_lora_export_f32_reads_back_exactly(tiny_lora_run, tokenizer):
+def test_tiny_lora_export_f32_reads_back_exactly(tiny_lora_run, tokenizer, tmp_path):
     from gguf import GGUFReader
 
-    result = run_script("sft.py", "--export", "gguf", "--export_type", "f32", "--output_dir", tiny_lora_run)
+    # a copy of export.py alone in an empty folder (tests/test_standalone.py)
+    result = run_script(lonely_copy("export.py", tmp_path), "--export_type", "f32", "--output_dir", tiny_lora_run,
+                        cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    export = tiny_lora_run / "export"
-    assert sorted(p.name for p in export.iterdir()) == ["Modelfile", "checks.json", "model-f32.gguf"]
-    check = json.loads((export / "checks.json").read_text())["f32"]
+    folder = tiny_lora_run / "export"
+    assert sorted(p.name for p in folder.iterdir()) == ["Modelfile", "checks.json", "model-f32.gguf"]
+    check = json.loads((folder / "checks.json").read_text())["f32"]
     # transformers' GGUF reader gets back exactly the merged weights, tokenizer, template and EOS
     assert check["max_weight_error"] == 0 and check["identical"] == check["prompts"] == 5
     assert check["prompt_tokens_identical"] and check["chat_template_kept"] and check["eos_token"] == "<|im_end|>"
     assert "first 5 train prompts" in check["prompts_from"]
     card = (tiny_lora_run / "README.md").read_text()
     assert "## GGUF export" in card and "| `export/model-f32.gguf` | f32 |" in card and "| 5/5 | 100.0% |" in card
-    fields = GGUFReader(export / "model-f32.gguf").fields
+    fields = GGUFReader(folder / "model-f32.gguf").fields
     assert fields["general.architecture"].contents() == "llama"
     assert fields["tokenizer.chat_template"].contents() == (tiny_lora_run / "chat_template.jinja").read_text()
     assert fields["tokenizer.ggml.eos_token_id"].contents() == tokenizer.eos_token_id
     assert fields["tokenizer.ggml.pre"].contents() == "smollm"
-    commands = parse_modelfile((export / "Modelfile").read_text())
+    commands = parse_modelfile((folder / "Modelfile").read_text())
     assert commands[0] == ("FROM", "./model-f32.gguf")
     template = dict(commands)["TEMPLATE"]
     assert render_ollama(template, "", "Hi", "Hello") == tokenizer.apply_chat_template(
@@ -107,11 +112,11 @@ def test_quantized_weights_read_back_within_the_quantization_error(tiny_lora_run
 
     adapter = json.loads((tiny_lora_run / "adapter_config.json").read_text())
     weights = {name: tensor.detach().float() for name, tensor in
-               sft.load_trained(tiny_lora_run, adapter).merge_and_unload().state_dict().items()}
-    config = sft.check_export(tiny_lora_run, export_type, False)[1]
-    tokenizer = sft.load_tokenizer(str(tiny_lora_run))
+               export.load_trained(tiny_lora_run, adapter).merge_and_unload().state_dict().items()}
+    config = export.check_export(tiny_lora_run, export_type, False)[1]
+    tokenizer = export.load_tokenizer(str(tiny_lora_run))
     target = tmp_path / f"model-{export_type}.gguf"
-    sft.write_gguf(target, weights, config, tokenizer, tiny_lora_run, export_type, "smollm")
+    export.write_gguf(target, weights, config, tokenizer, tiny_lora_run, export_type, "smollm")
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=target.name, dtype=torch.float32).state_dict()
     for name, tensor in weights.items():
         error = (loaded[name] - tensor).abs().max() / tensor.abs().max()
@@ -124,11 +129,11 @@ def test_tensor_types_follow_llama_cpp_conventions():
     from gguf import GGMLQuantizationType as Q
 
     matrix, vector, odd = np.zeros((8, 64)), np.zeros(64), np.zeros((8, 48))
-    assert sft.gguf_tensor_type("blk.0.attn_q.weight", matrix, Q.Q4_0) == Q.Q4_0
-    assert sft.gguf_tensor_type("blk.0.attn_norm.weight", vector, Q.Q4_0) == Q.F32  # vectors stay f32
+    assert export.gguf_tensor_type("blk.0.attn_q.weight", matrix, Q.Q4_0) == Q.Q4_0
+    assert export.gguf_tensor_type("blk.0.attn_norm.weight", vector, Q.Q4_0) == Q.F32  # vectors stay f32
     for name in ("token_embd.weight", "output.weight"):  # the vocabulary matrices keep 8 bits in 4/5-bit files
-        assert sft.gguf_tensor_type(name, matrix, Q.Q5_1) == Q.Q8_0
-    assert sft.gguf_tensor_type("blk.0.ffn_up.weight", odd, Q.Q8_0) == Q.F16  # rows of 48 fill no 32-blocks
+        assert export.gguf_tensor_type(name, matrix, Q.Q5_1) == Q.Q8_0
+    assert export.gguf_tensor_type("blk.0.ffn_up.weight", odd, Q.Q8_0) == Q.F16  # rows of 48 fill no 32-blocks
 
 
 def test_export_refuses_bad_input_in_one_line(tiny_lora_run, tiny_model_dir, tokenizer, tmp_path):
@@ -136,7 +141,7 @@ def test_export_refuses_bad_input_in_one_line(tiny_lora_run, tiny_model_dir, tok
 
     def error(run, export_type="q8_0"):
         with pytest.raises(SystemExit) as raised:
-            sft.check_export(Path(run), export_type, False)
+            export.check_export(Path(run), export_type, False)
         return str(raised.value)
 
     (tmp_path / "empty").mkdir()
@@ -152,10 +157,21 @@ def test_export_refuses_bad_input_in_one_line(tiny_lora_run, tiny_model_dir, tok
         shutil.copy(Path(tiny_model_dir) / name, tmp_path / "done" / name)
     (tmp_path / "done" / "export" / "model-q8_0.gguf").write_bytes(b"GGUF")
     assert "model-q8_0.gguf already exists; pass --overwrite_output_dir" in error(tmp_path / "done")
-    assert sft.check_export(tmp_path / "done", "q8_0", True)[2].name == "model-q8_0.gguf"
-    result = run_script("sft.py", "--export", "gguf", "--output_dir", tmp_path / "empty")
+    assert export.check_export(tmp_path / "done", "q8_0", True)[2].name == "model-q8_0.gguf"
+    result = run_script("export.py", "--output_dir", tmp_path / "empty")
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in result.stderr
+
+
+def test_check_prompts_come_from_the_run_and_a_broken_file_is_a_one_line_error(tmp_path):
+    assert export.export_check_prompts(tmp_path)[1] == "generic prompts (the run saved none)"
+    record = {"split": "eval", "messages": [{"role": "user", "content": "Hi"}]}
+    (tmp_path / "sample_prompts.jsonl").write_text(json.dumps(record) + "\n\n{broken\n")
+    with pytest.raises(SystemExit) as raised:
+        export.export_check_prompts(tmp_path)
+    assert str(raised.value).startswith(f"error: {tmp_path / 'sample_prompts.jsonl'}:3: invalid JSON")
+    (tmp_path / "sample_prompts.jsonl").write_text(json.dumps(record) + "\n")
+    assert export.export_check_prompts(tmp_path) == ([record["messages"]], "the run's first 1 eval prompts")
 
 
 def test_a_full_disk_leaves_no_gguf_behind(tiny_model_dir, tmp_path):
@@ -169,7 +185,7 @@ def test_a_full_disk_leaves_no_gguf_behind(tiny_model_dir, tmp_path):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with mock.patch.object(gguf.GGUFWriter, "write_tensors_to_file", fill_disk), pytest.raises(SystemExit) as raised:
-        sft.export_gguf(run, "f16")
+        export.export_gguf(run, "f16")
     assert "No space left on device" in str(raised.value) and "nothing was kept" in str(raised.value)
     assert [p.name for p in (run / "export").iterdir()] == []
 
@@ -199,7 +215,7 @@ def test_default_model_lora_run_exports_f16_with_the_trained_outputs(default_mod
     out = tmp_path / "smollm2-lora"
     result = run_script(*train_command(default_model_dir, train_file, out, "--max_steps", "1"))
     assert result.returncode == 0, result.stderr[-3000:]
-    result = run_script("sft.py", "--export", "gguf", "--export_type", "f16", "--output_dir", out)
+    result = run_script("export.py", "--export_type", "f16", "--output_dir", out)
     assert result.returncode == 0, result.stderr[-3000:]
     check = json.loads((out / "export" / "checks.json").read_text())["f16"]
     # f16 rounding of SmolLM2's weights does not change one greedy token of the trained model (adapter unmerged)
