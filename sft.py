@@ -1614,14 +1614,13 @@ def pack_shared_prefix(input_ids, attention_mask, labels, attention_weight):
     return (input_ids[own][None], columns.expand(batch, width)[own][None], allowed[None, None], targets[None])
 
 
-def prompt_prefix_groups(input_ids, completion_masks):
+def prompt_prefix_groups(input_ids, labels):
     """Row indices grouped by a shared prompt prefix: rows in the order of their prompts' tokens, a new group wherever
     two neighbours share less than half of the shorter prompt (Spider's questions on one database share its schema,
     ~90% of a prompt; questions on two databases only the instruction, ~10%)."""
     prompts = []
-    for ids, mask in zip(input_ids, completion_masks):
-        first = mask.index(1) if 1 in mask else len(ids)
-        prompts.append(ids[:first])
+    for ids, targets in zip(input_ids, labels):  # a prompt ends at its first scored token (TRL's labels)
+        prompts.append(ids[: next((i for i, target in enumerate(targets) if target != -100), len(ids))])
     order = sorted(range(len(prompts)), key=prompts.__getitem__)
     groups = []
     for previous, row in zip([None] + order, order):
@@ -1670,14 +1669,14 @@ def group_batches_by_prefix(trainer, training_args):
     """Have the trainer draw training batches from rows that share a prompt prefix (PrefixGroupSampler), and read
     evaluation rows in prefix order, so that prefix packing computes each prefix once per batch."""
     dataset = trainer.train_dataset
-    groups = prompt_prefix_groups(dataset["input_ids"], dataset["completion_mask"])
+    groups = prompt_prefix_groups(dataset["input_ids"], dataset["labels"])
     sampler = PrefixGroupSampler(groups, training_args.per_device_train_batch_size, training_args.seed)
     trainer._get_train_sampler = lambda train_dataset=None: sampler
 
     def eval_sampler(eval_dataset):
-        if "completion_mask" not in eval_dataset.column_names:
+        if "labels" not in eval_dataset.column_names:
             return torch.utils.data.SequentialSampler(eval_dataset)
-        return [row for group in prompt_prefix_groups(eval_dataset["input_ids"], eval_dataset["completion_mask"])
+        return [row for group in prompt_prefix_groups(eval_dataset["input_ids"], eval_dataset["labels"])
                 for row in group]
 
     trainer._get_eval_sampler = eval_sampler

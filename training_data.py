@@ -1814,8 +1814,8 @@ def sql_database_dir(args):
 
 
 def sql_with_databases(records, name, database_dir, policy):
-    """The records whose db_id has DIR/<db_id>/<db_id>.sqlite: the first without one fails the run (policy fail) or
-    all such are left out, counted (drop)."""
+    """Indices of the records whose db_id has DIR/<db_id>/<db_id>.sqlite: the first without one fails the run (policy
+    fail) or all such are left out, counted (drop)."""
     kept, dropped = [], Counter()
     for i, record in enumerate(records):
         db_id = record.get("db_id")
@@ -1823,7 +1823,7 @@ def sql_with_databases(records, name, database_dir, policy):
             fail(f"{name} record {i}: no db_id, so no database in {database_dir} (drop --sql_database_dir)")
         if re.fullmatch(r"[\w.-]+", db_id) and db_id not in (".", "..") and (
                 database_dir / db_id / f"{db_id}.sqlite").is_file():
-            kept.append(record)
+            kept.append(i)
         elif policy == "fail":
             fail(f"{name} record {i}: db_id '{db_id}' has no database {database_dir}/{db_id}/{db_id}.sqlite (add "
                  "it, or --sql_missing_databases drop to leave its questions out)")
@@ -1880,6 +1880,15 @@ def sql_splits(args, rng):
     test from a test source."""
     train_raw, train_name, test_raw, test_name = sql_sources(args)
     train = [sql_record(r, f"{train_name} record {i}") for i, r in enumerate(train_raw)]
+    test = None if test_raw is None else [sql_record(r, f"{test_name} record {i}") for i, r in enumerate(test_raw)]
+    database_dir = sql_database_dir(args)
+    if args.sql_sample_values and database_dir is None:
+        fail("--sql_sample_values reads the values from the databases: give --sql_database_dir")
+    if database_dir is not None:
+        keep = sql_with_databases(train, train_name, database_dir, args.sql_missing_databases)
+        train_raw, train = [train_raw[i] for i in keep], [train[i] for i in keep]
+        if test is not None:
+            test = [test[i] for i in sql_with_databases(test, test_name, database_dir, args.sql_missing_databases)]
     held_name = args.sql_held_out_split
     splits = {"train": train}
     if test_raw is None or held_name != "test":
@@ -1888,17 +1897,10 @@ def sql_splits(args, rng):
                   held_name: [r for i, r in enumerate(train) if i in held]}
     elif args.sql_group_by:
         logger.info("--sql_group_by %s unused: the test split comes from %s", args.sql_group_by, test_name)
-    if test_raw is not None:
-        splits["test"] = [sql_record(r, f"{test_name} record {i}") for i, r in enumerate(test_raw)]
+    if test is not None:
+        splits["test"] = test
     if not train:
         fail(f"{train_name}: no records")
-    database_dir = sql_database_dir(args)
-    if args.sql_sample_values and database_dir is None:
-        fail("--sql_sample_values reads the values from the databases: give --sql_database_dir")
-    if database_dir is not None:
-        splits = {split: sql_with_databases(records, f"{train_name if split != 'test' else test_name} ({split})",
-                                            database_dir, args.sql_missing_databases)
-                  for split, records in splits.items()}
     if args.sql_sample_values:
         sql_add_values(splits, database_dir, args.sql_sample_values)
     return splits
