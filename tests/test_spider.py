@@ -247,3 +247,38 @@ def test_sft_group_by_prefix_packs_every_training_batch(tiny_model_dir, tmp_path
     assert "24 rows in 3 groups, 100% of them in single-group batches" in caplog.text
     results = json.loads((tmp_path / "out" / "all_results.json").read_text())
     assert results["train_prefix_packed_share"] == 1.0
+
+
+# ------------------------------------------------------------------------------------- eval: generation by prefix
+
+@pytest.mark.parametrize("sizes, batch_size", [([40, 30, 5, 3, 20], 64), ([100, 17], 32), ([2, 3, 4], 64)])
+def test_eval_batches_keep_a_prefix_group_together(sizes, batch_size):
+    ev = load_script("eval")
+    encoded, group_of = [], []
+    for group, size in enumerate(sizes):
+        schema = [1000 + 10 * group + k for k in range(30)]
+        encoded += [[1, 2] + schema + [5] * (i % 4) + [i] for i in range(size)]
+        group_of += [group] * size
+    batches = ev.prefix_batches(encoded, batch_size)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(encoded)))
+    assert all(len(batch) <= batch_size for batch in batches)
+    for batch in batches:
+        groups = {group_of[i] for i in batch}
+        # a group big enough for a batch of its own gets one (or several, of equal size)
+        assert len(groups) == 1 or all(sizes[g] < ev.MIN_DECODE_ROWS for g in groups)
+
+
+def test_generation_by_prefix_batches_gives_generates_tokens(tiny_model_dir, tokenizer):
+    """generate's batches follow the shared prefixes: the answers are model.generate's for each prompt alone."""
+    from transformers import AutoModelForCausalLM
+
+    ev = load_script("eval")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    prompts = [f"Tables: CREATE TABLE {name} (a INTEGER, b VARCHAR, c INTEGER)\nQuestion: row {i} of {name}?\nSQL:"
+               for name in ("alpha", "beta") for i in range(20)] + ["Another prompt entirely"]
+    answers = ev.generate(model, tokenizer, prompts, 24, 6)
+    for prompt, answer in list(zip(prompts, answers))[::7]:
+        ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]])
+        expected = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                                  pad_token_id=tokenizer.pad_token_id)[0, ids.shape[1]:]
+        assert answer == tokenizer.decode(expected, skip_special_tokens=True).strip()
