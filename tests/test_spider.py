@@ -138,7 +138,8 @@ def test_spider_example_folder_is_what_its_script_writes(root, tmp_path):
     splits = prepare(root / "examples" / "spider", tmp_path / "out")
     assert len({r["db_id"] for r in splits["validation"]}) == 1 and len({r["db_id"] for r in splits["train"]}) == 2
     for record in splits["train"] + splits["validation"]:
-        conn = sqlite3.connect(root / "examples" / "spider" / "database" / record["db_id"] / f"{record['db_id']}.sqlite")
+        db_id = record["db_id"]
+        conn = sqlite3.connect(root / "examples" / "spider" / "database" / db_id / f"{db_id}.sqlite")
         assert conn.execute(record["completion"]).fetchall()
         conn.close()
 

@@ -22,7 +22,8 @@ DATABASES = {
         ["CREATE TABLE singer (singer_id INTEGER PRIMARY KEY, name TEXT, country TEXT, age INTEGER)",
          "CREATE TABLE concert (concert_id INTEGER PRIMARY KEY, title TEXT, year INTEGER, singer_id INTEGER "
          "REFERENCES singer(singer_id))"],
-        {"singer": [(1, "Ana Silva", "Portugal", 31), (2, "Ben Okafor", "Nigeria", 45), (3, "Chloe Martin", "France", 27),
+        {"singer": [(1, "Ana Silva", "Portugal", 31), (2, "Ben Okafor", "Nigeria", 45),
+                    (3, "Chloe Martin", "France", 27),
                     (4, "Dev Patel", "India", 38), (5, "Emma Novak", "France", 52), (6, "Felix Braun", "Austria", 33)],
          "concert": [(1, "Spring Lights", 2019, 1), (2, "Harbour Nights", 2020, 3), (3, "Echoes", 2021, 3),
                      (4, "Northern Sky", 2021, 2), (5, "Blue Hour", 2022, 5), (6, "Last Light", 2023, 4)]},
