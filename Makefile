@@ -34,7 +34,8 @@ train = $(LAUNCH) sft.py --config $(1) --model_name_or_path $(MODEL) --dataset_n
 	instruct-data instruct-train instruct-tune instruct-eval finqa-data finqa-train finqa-eval finqa-tune \
 	skills-data skills-train skills-eval tools-data tools-train tools-eval orca-data orca-train orca-eval \
 	finance-data finance-train finance-eval \
-	text2sql-data text2sql-train text2sql-eval text2sql2-data text2sql2-train text2sql2-eval
+	text2sql-data text2sql-train text2sql-eval text2sql2-data text2sql2-train text2sql2-eval \
+	spider-data spider-train spider-eval spider-tune
 
 # List every target with its description (every line of the comment above it).
 help:
@@ -268,3 +269,52 @@ text2sql2-train: $(STAMP)
 text2sql2-eval: $(STAMP)
 	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test \
 		--metrics rouge,sql_exact_match,sql_execution_match --compare_base --max_new_tokens 96 $(ARGS)
+
+# -------------------------------------------------------------------------------- Spider text-to-SQL at full size, LoRA
+spider-%: DATA ?= examples/spider
+spider-%: DATA_OUT ?= data/spider
+spider-%: OUT ?= outputs/spider
+spider-%: SQL_DB ?= $(if $(wildcard $(DATA)/database),$(DATA)/database)
+spider-%: SPLIT ?= validation
+spider-%: TUNE_LRS ?= 5e-4 1e-3 2e-3
+SPIDER_EVAL = --metrics sql_execution_match,sql_exact_match --max_new_tokens 160 \
+	$(if $(SQL_DB),--sql_database_dir $(SQL_DB))
+
+# Every Spider training question into DATA_OUT, ~10% of the databases (db_id) held out as the validation split; DATA:
+# a Spider-layout folder (train_spider.json, tables.json, database/; its dev.json becomes the test split) or a
+# sql-create-context-layout file or hub dataset with db_id; SQL_DB: the real databases, DIR/<db_id>/<db_id>.sqlite
+# (default DATA/database). e.g. DATA_ARGS="--sql_sample_values 3" adds column values to the prompts.
+spider-data: $(STAMP)
+	python training_data.py --sql_data $(DATA) --sql_group_by db_id --sql_held_out_split validation \
+		$(if $(SQL_DB),--sql_database_dir $(SQL_DB)) --output_dir $(DATA_OUT) $(DATA_ARGS)
+
+# Fine-tune MODEL with LoRA on all training questions (examples/spider/recipe.yaml): batches of one database's
+# questions, its schema computed once per batch.
+spider-train: $(STAMP)
+	$(call train,examples/spider/recipe.yaml,$(DATA_OUT))
+
+# Execution match (test suite, and the real databases in SQL_DB), exact match and the share of queries that do not
+# run on the held-out databases (SPLIT, default validation) in OUT/eval; general perplexity, base vs fine-tuned, in
+# OUT/eval-general (the forgetting check).
+spider-eval: $(STAMP)
+	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split $(SPLIT) $(SPIDER_EVAL) \
+		--general_eval False --output_dir $(OUT)/eval $(ARGS)
+	python eval.py --model_name_or_path $(OUT) --dataset examples/general --split test --metrics perplexity \
+		--compare_base --general_eval False --output_dir $(OUT)/eval-general $(ARGS)
+
+# Choose num_train_epochs and learning rate on held-out-database execution match: one constant-rate run per rate in
+# TUNE_LRS (EPOCHS, default 2), every epoch's checkpoint scored on the validation split (TUNE_EVAL_ARGS, e.g.
+# "--max_samples 300"); prints the grid and writes $(OUT)-tune/best.yaml.
+spider-tune: $(STAMP)
+	for lr in $(TUNE_LRS); do \
+	  $(LAUNCH) sft.py --config examples/spider/recipe.yaml --model_name_or_path $(MODEL) --dataset_name $(DATA_OUT) \
+	    --output_dir $(OUT)-tune/lr-$$lr --learning_rate $$lr --num_train_epochs $(or $(EPOCHS),2) \
+	    --lr_scheduler_type constant_with_warmup --save_strategy epoch --save_total_limit 100 --eval_strategy no \
+	    --plots False --overwrite_output_dir $(ARGS) || exit 1; \
+	  for checkpoint in $(OUT)-tune/lr-$$lr/checkpoint-*; do \
+	    python eval.py --model_name_or_path $$checkpoint --dataset $(DATA_OUT) --split validation $(SPIDER_EVAL) \
+	      --general_eval False --output_dir $$checkpoint/eval $(TUNE_EVAL_ARGS) || exit 1; \
+	  done; \
+	done
+	python eval.py --summarize_runs $(OUT)-tune --summary_metric sql_execution_match \
+		--recipe examples/spider/recipe.yaml --best_recipe $(OUT)-tune/best.yaml

@@ -2512,6 +2512,35 @@ def generate_batch_size(model, longest_prompt, max_new_tokens, own_loop):
     return max(DEFAULT_BATCH_SIZE, min(CPU_GENERATION_BATCH, rows))
 
 
+def prefix_batches(encoded, batch_size):
+    """greedy_decode's batches: prompts that share a prefix (a database's schema, a tool list) in batches of their
+    own, so that share_prefix reads it once per batch; length order alone mixed Spider's databases, leaving only the
+    instruction shared. Prompts are sorted by their tokens and a group ends where neighbours share less than half of
+    the shorter prompt; a group of at least MIN_DECODE_ROWS is cut into equal batches of at most batch_size, smaller
+    ones share batches with their neighbours (fewer rows would cost more in matmuls than the prefix saves)."""
+    order = sorted(range(len(encoded)), key=encoded.__getitem__)
+    groups = []
+    for previous, index in zip([None] + order, order):
+        a, b = encoded[index], encoded[previous] if previous is not None else []
+        common = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        if previous is None or 2 * common < min(len(a), len(b)):
+            groups.append([])
+        groups[-1].append(index)
+    batches, mixed = [], []
+    for group in groups:
+        if len(group) < MIN_DECODE_ROWS:
+            if len(mixed) + len(group) > batch_size:
+                batches.append(mixed)
+                mixed = []
+            mixed += group
+            continue
+        count = math.ceil(len(group) / batch_size)
+        batches += [group[i * len(group) // count : (i + 1) * len(group) // count] for i in range(count)]
+    batches += [mixed] if mixed else []
+    # within a batch by length, as before: prefill reads similar lengths together
+    return [sorted(batch, key=lambda i: len(encoded[i])) for batch in batches]
+
+
 def generate(model, tokenizer, prompts, batch_size, max_new_tokens):
     """Greedy generation in batches of similar length (KV cache), stopping at EOS.
 
@@ -2547,7 +2576,15 @@ def generate(model, tokenizer, prompts, batch_size, max_new_tokens):
         for i, sequence in zip(batch, answers):
             outputs[i] = tokenizer.decode(sequence, skip_special_tokens=True).strip()
 
-    in_batches(order, batch_size, step, "Generating")
+    if not own_loop:
+        in_batches(order, batch_size, step, "Generating")
+        return outputs
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(prompts), desc="Generating", unit="example", disable=not main_process()) as bar:
+        for batch in prefix_batches(encoded, batch_size):
+            step(batch)
+            bar.update(len(batch))
     return outputs
 
 

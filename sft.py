@@ -189,6 +189,14 @@ class ExtraArguments:
                   "FLOPs. False keeps the padded batch; "
                   "--torch_compile turns it off (each packed shape would recompile)."},
     )
+    group_by_prefix: bool = field(
+        default=False,
+        metadata={"help": "Fill each training batch with rows that share a prompt prefix (a database's schema, a "
+                  "tool list) instead of rows of similar length: groups of rows whose prompts share at least half of "
+                  "the shorter one, cut into batches, in a new shuffled order every epoch (every row once per epoch; "
+                  "the groups' remainders fill mixed batches). With --share_prompt_prefix each prefix is then "
+                  "computed once per batch; evaluation reads rows in prefix order too."},
+    )
     compile_loss_head: bool = field(
         default=False,
         metadata={"help": "CPU fast path only (not MPS): compile the loss head's fp32 work (log-softmax and its "
@@ -1219,24 +1227,28 @@ def cpu_fast_path(extra, training_args, model_args, seq2seq):
 
 
 def pack_shared_prefix(input_ids, attention_mask, labels, attention_weight):
-    """A right-padded batch as one row: the prefix all rows share once, then each row's rest, without padding.
+    """A right-padded batch as one row without padding, every prompt prefix that rows share computed once.
 
     Returns (input_ids, position_ids, 4D attention mask, shifted labels) of shape [1, L], or None when the padded
-    batch is cheaper. Each row keeps its own positions and sees the shared prefix and its own earlier tokens, so every
-    kept token computes exactly what it computes in the padded batch. The prefix stops before the first token that
-    any row is scored on, so that no scored position moves into the shared part.
+    batch is cheaper. Each row reuses the first tokens it shares with the earlier row that shares the most (a prefix
+    tree of the batch: one prefix when all rows start alike - a system prompt, a tool list -, one per database when a
+    batch mixes questions on several schemas) and keeps its own positions; each token sees its own prompt's shared
+    tokens and its own earlier tokens, so every kept token computes exactly what it computes in the padded batch.
+    Sharing stops before the first token that either row is scored on, so that no scored position is shared.
     """
     batch, width = input_ids.shape
     lengths = attention_mask.sum(1)
     columns = torch.arange(width, device=input_ids.device)
     if batch < 2 or not torch.equal(attention_mask.bool(), columns < lengths[:, None]):
         return None  # left padding or holes: keep the padded batch
-    same = ((input_ids == input_ids[:1]) & attention_mask.bool()).all(0)
     scored = labels != -100
-    first_scored = int(torch.where(scored.any(1), scored.long().argmax(1), lengths).min())
-    prefix = min(int(same.long().cumprod(0).sum()), first_scored - 1)
-    prefix = max(prefix, 0)
-    packed = int(lengths.sum()) - (batch - 1) * prefix
+    limit = (torch.where(scored.any(1), scored.long().argmax(1), lengths) - 1).clamp(min=0)
+    valid = attention_mask.bool()
+    same = (input_ids[:, None] == input_ids[None]) & valid[:, None] & valid[None]  # [row, row, column]
+    common = torch.minimum(same.long().cumprod(-1).sum(-1), torch.minimum(limit[:, None], limit[None]))
+    share, source = common.tril(-1).max(1)  # row i shares with an earlier row only; row 0 with none
+    lengths, share, source = lengths.tolist(), share.tolist(), source.tolist()
+    packed = sum(lengths) - sum(share)
     # cost in units of one token's matmuls; attention_weight = (attention FLOPs per query-key pair, x3 for the
     # softmax and mask passes of plain attention) / (matmul FLOPs per token). Plain attention scores every pair of a
     # row, padding included, and every pair of the packed row, masked ones included.
@@ -1244,14 +1256,91 @@ def pack_shared_prefix(input_ids, attention_mask, labels, attention_weight):
     packed_cost = packed + attention_weight * packed**2
     if packed_cost > 0.8 * padded_cost:
         return None
-    keep = attention_mask.bool().clone()
-    keep[1:, :prefix] = False  # the prefix comes from row 0 only
-    rows = torch.arange(1, batch + 1, device=input_ids.device)[:, None].expand(batch, width)
-    segment = torch.where(columns < prefix, 0, rows)[keep]  # 0 = shared prefix, i = row i's own tokens
-    targets = torch.cat([labels[:, 1:], labels.new_full((batch, 1), -100)], dim=1)[keep]
-    allowed = (segment[:, None] == segment[None, :]) | (segment[None, :] == 0)
-    allowed &= torch.ones_like(allowed).tril()
-    return (input_ids[keep][None], columns.expand(batch, width)[keep][None], allowed[None, None], targets[None])
+    # where[i, p]: the packed index that computes row i's token p (its own, or the row it shares it with)
+    where = torch.zeros(batch, width, dtype=torch.long, device=input_ids.device)
+    own = torch.zeros(batch, width, dtype=torch.bool, device=input_ids.device)
+    causal = torch.ones(width, width, dtype=torch.bool, device=input_ids.device).tril()
+    allowed = torch.zeros(packed, packed, dtype=torch.bool, device=input_ids.device)
+    start = 0
+    for row, (length, shared, earlier) in enumerate(zip(lengths, share, source)):
+        where[row, :shared] = where[earlier, :shared]
+        where[row, shared:length] = torch.arange(start, start + length - shared, device=input_ids.device)
+        own[row, shared:length] = True
+        allowed[where[row, shared:length, None], where[row, None, :length]] = causal[shared:length, :length]
+        start += length - shared
+    targets = torch.cat([labels[:, 1:], labels.new_full((batch, 1), -100)], dim=1)[own]
+    return (input_ids[own][None], columns.expand(batch, width)[own][None], allowed[None, None], targets[None])
+
+
+def prompt_prefix_groups(input_ids, labels):
+    """Row indices grouped by a shared prompt prefix: rows in the order of their prompts' tokens, a new group wherever
+    two neighbours share less than half of the shorter prompt (Spider's questions on one database share its schema,
+    ~90% of a prompt; questions on two databases only the instruction, ~10%)."""
+    prompts = []
+    for ids, targets in zip(input_ids, labels):  # a prompt ends at its first scored token (TRL's labels)
+        prompts.append(ids[: next((i for i, target in enumerate(targets) if target != -100), len(ids))])
+    order = sorted(range(len(prompts)), key=prompts.__getitem__)
+    groups = []
+    for previous, row in zip([None] + order, order):
+        a, b = prompts[row], prompts[previous] if previous is not None else []
+        common = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        if previous is None or 2 * common < min(len(a), len(b)) or not common:
+            groups.append([])
+        groups[-1].append(row)
+    return groups
+
+
+def prefix_group_order(groups, batch_size, seed):
+    """One epoch's row order for batches of batch_size: each group's rows shuffled and cut into whole batches, the
+    groups' remainders (kept together group by group) cut into mixed batches, all batches in a shuffled order but a
+    short last one, which stays last so that no other batch is cut. Every row exactly once."""
+    generator = torch.Generator().manual_seed(seed)
+    batches, rest = [], []
+    for group in (groups[i] for i in torch.randperm(len(groups), generator=generator).tolist()):
+        rows = [group[i] for i in torch.randperm(len(group), generator=generator).tolist()]
+        whole = len(rows) - len(rows) % batch_size
+        batches += [rows[i : i + batch_size] for i in range(0, whole, batch_size)]
+        rest += rows[whole:]
+    batches += [rest[i : i + batch_size] for i in range(0, len(rest), batch_size)]
+    last = [batches.pop()] if batches and len(batches[-1]) < batch_size else []
+    batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()] + last
+    return [row for batch in batches for row in batch]
+
+
+class PrefixGroupSampler:
+    """--group_by_prefix: the training sampler (prefix_group_order, a new order each epoch with --seed)."""
+
+    def __init__(self, groups, batch_size, seed):
+        self.groups, self.batch_size, self.seed, self.epoch = groups, batch_size, seed, 0
+
+    def set_epoch(self, epoch):  # the Trainer calls it at the start of every epoch
+        self.epoch = epoch
+
+    def __len__(self):
+        return sum(map(len, self.groups))
+
+    def __iter__(self):
+        return iter(prefix_group_order(self.groups, self.batch_size, self.seed + self.epoch))
+
+
+def group_batches_by_prefix(trainer, training_args):
+    """Have the trainer draw training batches from rows that share a prompt prefix (PrefixGroupSampler), and read
+    evaluation rows in prefix order, so that prefix packing computes each prefix once per batch."""
+    dataset = trainer.train_dataset
+    groups = prompt_prefix_groups(dataset["input_ids"], dataset["labels"])
+    sampler = PrefixGroupSampler(groups, training_args.per_device_train_batch_size, training_args.seed)
+    trainer._get_train_sampler = lambda train_dataset=None: sampler
+
+    def eval_sampler(eval_dataset):
+        if "labels" not in eval_dataset.column_names:
+            return torch.utils.data.SequentialSampler(eval_dataset)
+        return [row for group in prompt_prefix_groups(eval_dataset["input_ids"], eval_dataset["labels"])
+                for row in group]
+
+    trainer._get_eval_sampler = eval_sampler
+    whole = sum(len(g) - len(g) % training_args.per_device_train_batch_size for g in groups)
+    logger.info(f"Batches by prompt prefix (--group_by_prefix): {len(dataset)} rows in {len(groups)} groups, "
+                f"{whole / max(len(dataset), 1):.0%} of them in single-group batches")
 
 
 # The loss head's fp32 passes over (completion tokens x vocabulary) - log-softmax, its backward, entropy, top-1 - as a
@@ -1892,6 +1981,8 @@ def build_trainer(model, peft_config, seq2seq, fast_path, train_dataset, eval_da
                                    compile_head=compile_head(training_args, extra))
             speedups = ("freed memory kept",) * kept + (head or ("TRL's LM head: this model's scales or biases its "
                                                                  "logits",))
+    if extra.group_by_prefix:
+        group_batches_by_prefix(trainer, training_args)
     if general_dataset is not None:
         general_callback = GeneralEvalCallback(general_dataset)
         general_callback.trainer = trainer

@@ -1747,14 +1747,30 @@ def add_text2sql_arguments(parser):
     group.add_argument("--sql_max_records", type=int, help="--sql_data: keep at most this many train records.")
     group.add_argument("--sql_max_test_records", type=int, help="--sql_data: keep at most this many test records.")
     group.add_argument("--sql_seed", type=int, default=42, help="--sql_data: seed for the held-out split and caps.")
+    group.add_argument("--sql_held_out_split", default="test", metavar="NAME",
+                       help="--sql_data: name of the split held out of the training records (e.g. validation: "
+                       "tuning and the loss curve read it, while a test file or split, such as Spider's dev.json, "
+                       "is still written as test).")
+    group.add_argument("--sql_database_dir", metavar="DIR",
+                       help="--sql_data: real SQLite databases, DIR/<db_id>/<db_id>.sqlite (default: a Spider "
+                       "folder's database/): every record's db_id must have one (see --sql_missing_databases).")
+    group.add_argument("--sql_missing_databases", choices=["fail", "drop"], default="fail",
+                       help="--sql_data with --sql_database_dir: a record whose db_id has no database there fails "
+                       "the run (fail) or is left out with a count (drop).")
+    group.add_argument("--sql_sample_values", type=int, default=0, metavar="N",
+                       help="--sql_data with --sql_database_dir: schema linking: add the N most frequent values of "
+                       "every text column to the prompt (a 'Values:' line after the tables, still part of the "
+                       "prefix shared by a database's questions).")
     # the FinQA section may define --output_dir too; argparse refuses a second definition
     if "--output_dir" not in parser._option_string_actions:
         parser.add_argument("--output_dir", help="Folder for the prepared train.json and test.json.")
 
 
-def sql_prompt(context, question):
-    # kept short: every prompt token costs CPU time during training and evaluation
-    return f"{SQL_INSTRUCTION}\nTables: {context.strip()}\nQuestion: {question.strip()}\nSQL:"
+def sql_prompt(context, question, values=""):
+    # kept short: every prompt token costs CPU time during training and evaluation. The schema (and its values) come
+    # first, so that a database's questions share one token prefix, computed once per batch (sft.py's prefix packing)
+    values = f"\nValues: {values}" if values else ""
+    return f"{SQL_INSTRUCTION}\nTables: {context.strip()}{values}\nQuestion: {question.strip()}\nSQL:"
 
 
 def sql_sections(text):
@@ -1826,7 +1842,16 @@ def sql_record(record, where):
     converted = sql_fields(record, where)
     if record.get("db_id") is not None:
         converted["db_id"] = str(record["db_id"])
+        # Spider's queries are written with two spaces around operators ("age  >  56"): tokens a model would learn
+        # and generate for nothing
+        converted["completion"] = sql_single_spaces(converted["completion"])
     return converted
+
+
+def sql_single_spaces(sql):
+    """Runs of white space outside quoted strings and names as one space."""
+    parts = re.split(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")""", sql)
+    return "".join(part if i % 2 else re.sub(r"\s+", " ", part) for i, part in enumerate(parts)).strip()
 
 
 def sql_fields(record, where):
@@ -1861,15 +1886,15 @@ def sql_sample(records, limit, rng):
 
 
 def sql_held_out(records, name, args, rng):
-    """Indices of the records held out as test when there is no test file or split: a deterministic share, so that
-    test questions are never trained on; with --sql_group_by whole groups (Spider's practice: dev databases are not
-    train databases), picked in a seeded order until the share is reached."""
+    """Indices of the records held out of training (--sql_held_out_split): a deterministic share, so that held-out
+    questions are never trained on; with --sql_group_by whole groups (Spider's practice: dev databases are not train
+    databases), picked in a seeded order until the share is reached."""
     n_test = round(len(records) * args.sql_test_fraction)
-    field = args.sql_group_by
+    field, split = args.sql_group_by, args.sql_held_out_split
     if not field:
         order = list(range(len(records)))
         rng.shuffle(order)
-        logger.info("no test split found: held out %d of %d records (--sql_test_fraction)", n_test, len(records))
+        logger.info("held out %d of %d records as %s (--sql_test_fraction)", n_test, len(records), split)
         return set(order[:n_test])
     groups = {}
     for i, record in enumerate(records):
@@ -1887,10 +1912,205 @@ def sql_held_out(records, name, args, rng):
     while len(held) < n_test and n_groups < len(order) - 1:
         held.update(groups[order[n_groups]])
         n_groups += 1
-    logger.info("no test split found: held out %d of %d %s groups, %d of %d records (--sql_group_by, "
-                "--sql_test_fraction %g)", n_groups, len(groups), field, len(held), len(records),
-                args.sql_test_fraction)
+    logger.info("held out %d of %d %s groups, %d of %d records as %s (--sql_group_by, --sql_test_fraction %g)",
+                n_groups, len(groups), field, len(held), len(records), split, args.sql_test_fraction)
     return held
+
+
+# Spider's own layout (issue 29): train_spider.json (db_id, question, query), tables.json (each database's tables and
+# columns) and database/<db_id>/<db_id>.sqlite; dev.json, where present, is its test split (databases of its own).
+SPIDER_TRAIN_FILE = "train_spider.json"
+SPIDER_TEST_FILE = "dev.json"
+SPIDER_TABLES_KEYS = ("db_id", "table_names_original", "column_names_original", "column_types")
+
+
+def is_spider_folder(folder):
+    return (folder / "tables.json").is_file() or (folder / SPIDER_TRAIN_FILE).is_file()
+
+
+def spider_name(name):
+    return name if re.fullmatch(r"[A-Za-z_]\w*", name) else '"' + name.replace('"', '""') + '"'
+
+
+def spider_schemas(path):
+    """{db_id: "CREATE TABLE t (column TYPE, ...); ..."} from Spider's tables.json, typed as sql-create-context
+    writes Spider's schemas (number -> INTEGER, everything else VARCHAR)."""
+    schemas = {}
+    for i, entry in enumerate(read_sql_file(path)):
+        if not isinstance(entry, dict) or any(key not in entry for key in SPIDER_TABLES_KEYS):
+            fail(f"{path} entry {i}: needs fields {', '.join(SPIDER_TABLES_KEYS)} (Spider's tables.json)")
+        columns = {t: [] for t in range(len(entry["table_names_original"]))}
+        try:
+            for (table, column), kind in zip(entry["column_names_original"], entry["column_types"]):
+                if table >= 0:  # column 0 is Spider's "*"
+                    columns[table].append(f"{spider_name(column)} {'INTEGER' if kind == 'number' else 'VARCHAR'}")
+        except (KeyError, TypeError, ValueError):
+            fail(f"{path} entry {i} ({entry['db_id']}): column_names_original must be [table index, name] pairs "
+                 "of its tables")
+        schemas[str(entry["db_id"])] = "; ".join(
+            f"CREATE TABLE {spider_name(name)} ({', '.join(columns[t])})"
+            for t, name in enumerate(entry["table_names_original"]))
+    return schemas
+
+
+def spider_records(path, schemas):
+    """question/context/answer/db_id records from a Spider question file (train_spider.json, dev.json)."""
+    records = []
+    for i, record in enumerate(read_sql_file(path)):
+        where = f"{path} record {i}"
+        if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in ("db_id", "question",
+                                                                                               "query")):
+            fail(f"{where}: needs string fields db_id, question, query (Spider layout)")
+        if record["db_id"] not in schemas:
+            fail(f"{where}: db_id '{record['db_id']}' has no schema in tables.json (add its entry, or remove the "
+                 "question)")
+        records.append({"question": record["question"], "context": schemas[record["db_id"]],
+                        "answer": record["query"], "db_id": record["db_id"]})
+    return records
+
+
+def read_spider_folder(folder):
+    """(train records, name, test records or None, name) of a Spider-layout folder."""
+    tables = folder / "tables.json"
+    if not tables.is_file():
+        fail(f"--sql_data {folder}: no tables.json (Spider's layout: {SPIDER_TRAIN_FILE}, tables.json and "
+             "database/<db_id>/<db_id>.sqlite); add it, or give a sql-create-context file")
+    train_path, test_path = folder / SPIDER_TRAIN_FILE, folder / SPIDER_TEST_FILE
+    if not train_path.is_file():
+        fail(f"--sql_data {folder}: tables.json without {SPIDER_TRAIN_FILE} (the training questions)")
+    schemas = spider_schemas(tables)
+    test = spider_records(test_path, schemas) if test_path.is_file() else None
+    return spider_records(train_path, schemas), str(train_path), test, str(test_path)
+
+
+def sql_sources(args):
+    """(train raw records, their name, test raw records or None, their name) from --sql_data: a Spider-layout folder,
+    a file (with a sibling test file), a folder of split files or a hub dataset."""
+    source = Path(args.sql_data)
+    if source.is_dir() and is_spider_folder(source):
+        return read_spider_folder(source)
+    if source.is_dir():
+        source = next((source / n for n in ("train.json", "train.jsonl", "train.parquet") if (source / n).is_file()),
+                      source)
+    if source.is_file():
+        sibling = source.with_name(source.name.replace("train", "test"))
+        test_path = Path(args.sql_test_data) if args.sql_test_data else sibling
+        if args.sql_test_data and not test_path.is_file():
+            fail(f"--sql_test_data {test_path}: file not found")
+        if test_path.is_file() and test_path != source:
+            logger.info("test split: %s", test_path)
+            return read_sql_file(source), str(source), read_sql_file(test_path), str(test_path)
+        return read_sql_file(source), str(source), None, None
+    if source.is_dir():
+        fail(f"--sql_data {source}: folder without train.json, train.jsonl or train.parquet (or Spider's "
+             f"{SPIDER_TRAIN_FILE} and tables.json)")
+    if source.suffix.lower() in SQL_FILE_SUFFIXES or args.sql_data.count("/") != 1:
+        fail(f"--sql_data {args.sql_data}: file not found (or give a hub name like b-mc2/sql-create-context)")
+    train_raw, test_raw = load_sql_hub(args.sql_data, args.sql_split, args.sql_test_split)
+    return train_raw, f"{args.sql_data}[{args.sql_split}]", test_raw, f"{args.sql_data}[test]"
+
+
+def sql_database_dir(args):
+    """--sql_database_dir, or a Spider folder's database/, or None."""
+    if args.sql_database_dir:
+        if not Path(args.sql_database_dir).is_dir():
+            fail(f"--sql_database_dir {args.sql_database_dir}: no such folder (expected <db_id>/<db_id>.sqlite inside)")
+        return Path(args.sql_database_dir)
+    default = Path(args.sql_data) / "database"
+    return default if default.is_dir() else None
+
+
+def sql_with_databases(records, name, database_dir, policy):
+    """Indices of the records whose db_id has DIR/<db_id>/<db_id>.sqlite: the first without one fails the run (policy
+    fail) or all such are left out, counted (drop)."""
+    kept, dropped = [], Counter()
+    for i, record in enumerate(records):
+        db_id = record.get("db_id")
+        if db_id is None:
+            fail(f"{name} record {i}: no db_id, so no database in {database_dir} (drop --sql_database_dir)")
+        if re.fullmatch(r"[\w.-]+", db_id) and db_id not in (".", "..") and (
+                database_dir / db_id / f"{db_id}.sqlite").is_file():
+            kept.append(i)
+        elif policy == "fail":
+            fail(f"{name} record {i}: db_id '{db_id}' has no database {database_dir}/{db_id}/{db_id}.sqlite (add "
+                 "it, or --sql_missing_databases drop to leave its questions out)")
+        else:
+            dropped[db_id] += 1
+    if dropped:
+        logger.warning("%s: left out %d questions of %d databases without a database in %s (%s)", name,
+                       sum(dropped.values()), len(dropped), database_dir, ", ".join(sorted(dropped)))
+    return kept
+
+
+def sql_column_values(path, limit):
+    """'table.column: 'a', 'b'; ...': the `limit` most frequent short text values of every column of a database
+    (schema linking: they show which column holds a value the question names, and how it is spelled)."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    parts = []
+    try:
+        tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT "
+                                                   "LIKE 'sqlite_%' ORDER BY rowid")]
+        for table in tables:
+            quoted = '"' + table.replace('"', '""') + '"'
+            for column in [row[1] for row in conn.execute(f"PRAGMA table_info({quoted})")]:
+                name = '"' + column.replace('"', '""') + '"'
+                values = [value for (value,) in conn.execute(
+                    f"SELECT {name} FROM {quoted} WHERE typeof({name}) = 'text' AND length(trim({name})) BETWEEN 1 "
+                    f"AND 40 GROUP BY {name} ORDER BY COUNT(*) DESC, {name} LIMIT ?", (limit,))]
+                if values:
+                    parts.append(f"{table}.{column}: " + ", ".join("'" + v.replace("'", "''") + "'" for v in values))
+    except sqlite3.Error as error:
+        fail(f"{path}: cannot read the database ({error})")
+    finally:
+        conn.close()
+    return "; ".join(parts)
+
+
+def sql_add_values(splits, database_dir, limit):
+    """Rebuild the prompts of records with a question and a db_id with their database's column values."""
+    values = {}
+    for records in splits.values():
+        for record in records:
+            if "question" in record and record.get("db_id") is not None:
+                db_id = record["db_id"]
+                if db_id not in values:
+                    values[db_id] = sql_column_values(database_dir / db_id / f"{db_id}.sqlite", limit)
+                record["prompt"] = sql_prompt(record["context"], record["question"], values[db_id])
+    logger.info("added up to %d column values of %d databases to the prompts (--sql_sample_values)", limit,
+                len(values))
+
+
+def sql_splits(args, rng):
+    """{split name: records}: train, the held-out split (--sql_held_out_split) unless a test source fills it, and
+    test from a test source."""
+    train_raw, train_name, test_raw, test_name = sql_sources(args)
+    train = [sql_record(r, f"{train_name} record {i}") for i, r in enumerate(train_raw)]
+    test = None if test_raw is None else [sql_record(r, f"{test_name} record {i}") for i, r in enumerate(test_raw)]
+    database_dir = sql_database_dir(args)
+    if args.sql_sample_values and database_dir is None:
+        fail("--sql_sample_values reads the values from the databases: give --sql_database_dir")
+    if database_dir is not None:
+        keep = sql_with_databases(train, train_name, database_dir, args.sql_missing_databases)
+        train_raw, train = [train_raw[i] for i in keep], [train[i] for i in keep]
+        if test is not None:
+            test = [test[i] for i in sql_with_databases(test, test_name, database_dir, args.sql_missing_databases)]
+    held_name = args.sql_held_out_split
+    splits = {"train": train}
+    if test_raw is None or held_name != "test":
+        held = sql_held_out(train_raw, train_name, args, rng)
+        splits = {"train": [r for i, r in enumerate(train) if i not in held],
+                  held_name: [r for i, r in enumerate(train) if i in held]}
+    elif args.sql_group_by:
+        logger.info("--sql_group_by %s unused: the test split comes from %s", args.sql_group_by, test_name)
+    if test is not None:
+        splits["test"] = test
+    if not train:
+        fail(f"{train_name}: no records")
+    if args.sql_sample_values:
+        sql_add_values(splits, database_dir, args.sql_sample_values)
+    return splits
 
 
 def prepare_text2sql(args):
@@ -1898,50 +2118,30 @@ def prepare_text2sql(args):
         fail("--sql_data needs --output_dir, e.g. --output_dir data/text2sql")
     if not 0 <= args.sql_test_fraction < 1:
         fail(f"--sql_test_fraction must be in [0, 1), got {args.sql_test_fraction}")
+    if not re.fullmatch(r"[A-Za-z]\w*", args.sql_held_out_split) or args.sql_held_out_split == "train":
+        fail(f"--sql_held_out_split {args.sql_held_out_split}: give a split name such as test or validation")
     rng = random.Random(args.sql_seed)
-    source = Path(args.sql_data)
-    if source.is_dir():
-        source = next((source / n for n in ("train.json", "train.jsonl", "train.parquet") if (source / n).is_file()),
-                      source)
-    if source.is_file():
-        train_raw, train_name = read_sql_file(source), str(source)
-        sibling = source.with_name(source.name.replace("train", "test"))
-        test_path = Path(args.sql_test_data) if args.sql_test_data else sibling
-        if args.sql_test_data and not test_path.is_file():
-            fail(f"--sql_test_data {test_path}: file not found")
-        if test_path.is_file() and test_path != source:
-            test_raw, test_name = read_sql_file(test_path), str(test_path)
-            logger.info("test split: %s", test_path)
-        else:
-            test_raw, test_name = None, None
-    elif source.is_dir():
-        fail(f"--sql_data {source}: folder without train.json, train.jsonl or train.parquet")
-    elif source.suffix.lower() in SQL_FILE_SUFFIXES or args.sql_data.count("/") != 1:
-        fail(f"--sql_data {args.sql_data}: file not found (or give a hub name like b-mc2/sql-create-context)")
-    else:
-        train_raw, test_raw = load_sql_hub(args.sql_data, args.sql_split, args.sql_test_split)
-        train_name, test_name = f"{args.sql_data}[{args.sql_split}]", f"{args.sql_data}[test]"
-    train = [sql_record(r, f"{train_name} record {i}") for i, r in enumerate(train_raw)]
-    if test_raw is None:
-        held = sql_held_out(train_raw, train_name, args, rng)
-        test = [r for i, r in enumerate(train) if i in held]
-        train = [r for i, r in enumerate(train) if i not in held]
-    else:
-        if args.sql_group_by:
-            logger.info("--sql_group_by %s unused: the test split comes from %s", args.sql_group_by, test_name)
-        test = [sql_record(r, f"{test_name} record {i}") for i, r in enumerate(test_raw)]
-    if not train:
-        fail(f"{train_name}: no records")
-    train, test = sql_sample(train, args.sql_max_records, rng), sql_sample(test, args.sql_max_test_records, rng)
-    for split, records in (("train", train), ("test", test)):
-        for i, record in enumerate(records):
+    splits = sql_splits(args, rng)
+    for split, records in splits.items():
+        splits[split] = sql_sample(records, args.sql_max_records if split == "train" else args.sql_max_test_records,
+                                   rng)
+        for i, record in enumerate(splits[split]):
             record["id"] = f"sql-{split}-{i}"
+    if args.sql_group_by:  # a held-out database is never trained on: checked, not only assumed
+        trained = {str(r.get(args.sql_group_by)) for r in splits["train"]}
+        for split, records in splits.items():
+            shared = split != "train" and trained & {str(r.get(args.sql_group_by)) for r in records}
+            if shared:
+                logger.warning("%s shares %d %s values with train (e.g. %s): it does not measure unseen groups",
+                               split, len(shared), args.sql_group_by, sorted(shared)[0])
     output_dir = Path(args.output_dir)
-    for name, records in (("train.json", train), ("test.json", test)):
-        write_text_atomic(output_dir / name, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
-    rebuilt = sum("question" in r for r in train + test)
-    logger.info("wrote %d train and %d test records to %s (%d with our prompt, %d with the source's prompt)",
-                len(train), len(test), output_dir, rebuilt, len(train) + len(test) - rebuilt)
+    for split, records in splits.items():
+        write_text_atomic(output_dir / f"{split}.json", json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+    everything = [r for records in splits.values() for r in records]
+    rebuilt = sum("question" in r for r in everything)
+    logger.info("wrote %s to %s (%d with our prompt, %d with the source's prompt)",
+                ", ".join(f"{len(records)} {split}" for split, records in splits.items()), output_dir, rebuilt,
+                len(everything) - rebuilt)
 
 
 def main(argv=None):

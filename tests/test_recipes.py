@@ -117,6 +117,22 @@ def test_text2sql_two_stages_and_plots(tmp_path):
     assert (out2 / "adapter_model.safetensors").exists()
 
 
+def test_spider_data_train_eval(tmp_path):
+    """The offline Spider-layout example through data (held-out database), train (one-database batches, packed)
+    and eval (execution on the real databases, the forgetting check)."""
+    data, out = tmp_path / "spider", tmp_path / "spider-model"
+    make("spider-data", DATA_OUT=data)
+    assert {path.name for path in data.iterdir()} == {"train.json", "validation.json"}
+    result = make("spider-train", DATA_OUT=data, OUT=out, ARGS=SHORT_TRAIN)
+    assert "in single-group batches" in result.stderr and "prefix packing: 2 of 2" in result.stderr
+    make("spider-eval", DATA_OUT=data, OUT=out, ARGS="--max_samples 3 --max_new_tokens 24")
+    metrics = read_metrics(out)
+    assert {"sql_execution_match", "sql_exact_match", "sql_error_rate"} <= set(metrics)
+    assert metrics["sql_real_database_rows"] == 3 and metrics["sql_missing_databases"] == 0
+    general = json.loads((out / "eval-general" / "metrics.json").read_text())
+    assert {"perplexity", "base"} <= set(general)
+
+
 def test_finance_train_and_rouge_table(tmp_path):
     data, out = tmp_path / "finance-data", tmp_path / "finance"
     make("finance-train", DATA_OUT=data, OUT=out, ARGS=SHORT_TRAIN)
