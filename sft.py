@@ -1920,9 +1920,12 @@ def peers_alive(state):
     try:
         yield
     except RuntimeError as error:
+        # raised by a collective in Python (torch.distributed) or inside DDP's backward hooks (C++: only the text says)
         frames = traceback.extract_tb(error.__traceback__)
-        if state.num_processes == 1 or not (frames and "torch/distributed/" in frames[-1].filename.replace("\\", "/")
-                                            or isinstance(error, torch.distributed.DistError)):
+        if state.num_processes == 1 or not (
+                isinstance(error, torch.distributed.DistError)
+                or any("torch/distributed/" in frame.filename.replace("\\", "/") for frame in frames[-3:])
+                or re.search(r"gloo|nccl|Connection (closed|reset)|Timed out", str(error), re.IGNORECASE)):
             raise
         print(file=sys.stderr, flush=True)  # end the progress bar's line: the error gets a line of its own
         cause = re.sub(r"^\[[^\]]*\]\s*", "", str(error).strip().splitlines()[0]).split(". ")[0]
