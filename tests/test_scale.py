@@ -24,6 +24,7 @@ CONFIGS = {
     "deepspeed_zero2.yaml": "DEEPSPEED",
     "deepspeed_zero3.yaml": "DEEPSPEED",
     "cpu.yaml": "MULTI_GPU",  # see the file: MULTI_CPU / use_cpu would start a single process
+    "multi_node.yaml": "MULTI_GPU",
 }
 
 
@@ -33,15 +34,19 @@ def test_accelerate_config_files_load(name, distributed_type):
 
     path = ROOT / "examples" / "accelerate" / name
     first_line = path.read_text().splitlines()[0]
-    assert first_line.startswith("# make ") and f"--config_file examples/accelerate/{name}" in first_line
+    assert first_line.startswith("# make ") and (f"--config_file examples/accelerate/{name}" in first_line
+                                                 or f"ACCELERATE_CONFIG=examples/accelerate/{name}" in first_line)
     raw = yaml.safe_load(path.read_text())
     assert {"compute_environment", "distributed_type", "num_machines", "num_processes", "mixed_precision"} <= set(raw)
     config = load_config_from_file(str(path))
     assert config.distributed_type.value == distributed_type and config.num_processes == 2
-    if name == "cpu.yaml":
+    if name in ("cpu.yaml", "multi_node.yaml"):
         assert config.mixed_precision == "no" and not config.use_cpu
     else:
         assert config.mixed_precision == "bf16"
+    if name == "multi_node.yaml":
+        assert config.num_machines == 2 and config.machine_rank == 0 and config.rdzv_backend == "static"
+        assert config.main_process_ip and config.main_process_port
     if name == "fsdp.yaml":
         assert config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
         assert config.fsdp_config["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
