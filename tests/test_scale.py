@@ -370,3 +370,27 @@ def test_a_dead_node_stops_the_other_with_one_line(failure, tiny_model_dir, tmp_
     assert len(lines) == 1 and "another process or node of this run died or stopped answering" in lines[0], lines
     assert "--resume_from_checkpoint True" in lines[0]
     assert ("Timed out" in lines[0]) == (failure == "frozen")
+
+
+def test_slurm_script_starts_one_launcher_per_node_with_its_rank(tmp_path):
+    """examples/slurm/train.sbatch under stand-ins for scontrol, srun (two nodes) and make, which record the calls."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fakes = {
+        "scontrol": 'printf "node-a\\nnode-b\\n"',
+        "srun": 'while [[ $1 == -* ]]; do shift; done; for id in 0 1; do SLURM_NODEID=$id SLURM_NNODES=2 "$@"; done',
+        "make": f'echo "make $*" >> {tmp_path}/calls',
+    }
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "node-[a-b]", "SLURM_SUBMIT_DIR": str(ROOT),
+           "CASE": "skills", "NPROC": "8", "ARGS": "--max_steps 20 --seed 1"}
+    result = run_script("bash", ROOT / "examples" / "slurm" / "train.sbatch", env=env)
+    assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[0] == "make --no-print-directory skills-train LAUNCH=true"  # the data step, once
+    for rank in (0, 1):
+        assert calls[1 + rank] == (f"make --no-print-directory skills-train NNODES=2 NODE_RANK={rank} "
+                                   "MASTER_ADDR=node-a MASTER_PORT=29500 NPROC=8 ARGS=--max_steps 20 --seed 1")
+    assert calls[3:] == ["make --no-print-directory skills-eval ARGS="]
