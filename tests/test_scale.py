@@ -394,3 +394,37 @@ def test_slurm_script_starts_one_launcher_per_node_with_its_rank(tmp_path):
         assert calls[1 + rank] == (f"make --no-print-directory skills-train NNODES=2 NODE_RANK={rank} "
                                    "MASTER_ADDR=node-a MASTER_PORT=29500 NPROC=8 ARGS=--max_steps 20 --seed 1")
     assert calls[3:] == ["make --no-print-directory skills-eval ARGS="]
+
+
+def test_data_preparation_runs_on_rank_0_then_once_per_node_then_everywhere():
+    """sft.node_first with accelerate's own main_process_first / local_main_process_first, for 2 nodes x 2 processes
+    (threads sharing one barrier as the process group): rank 0 alone, then node 1's first process, then the rest."""
+    import threading
+
+    from accelerate import PartialState
+
+    barrier, order, lock = threading.Barrier(4, timeout=30), [], threading.Lock()
+
+    class State:  # PartialState's methods on a stand-in whose barrier is a thread barrier
+        _goes_first = PartialState._goes_first
+        main_process_first = PartialState.main_process_first
+        local_main_process_first = PartialState.local_main_process_first
+
+        def __init__(self, rank):
+            self.is_main_process, self.is_local_main_process = rank == 0, rank % 2 == 0
+
+        def wait_for_everyone(self):
+            barrier.wait()
+
+    def process(rank):
+        with sft.node_first(State(rank)):
+            with lock:
+                order.append(rank)
+            time.sleep(0.2)  # a process that went early would show up before the others' turn
+
+    threads = [threading.Thread(target=process, args=(rank,)) for rank in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert order[:2] == [0, 2] and sorted(order[2:]) == [1, 3]
