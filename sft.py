@@ -2447,7 +2447,8 @@ def make_parser():
     # dropout costs ~45% of the throughput of short batches (an extra copy of every adapter input).
     # DDP's find_unused_parameters is off: LoRA and full fine-tuning of our models use every trainable parameter in
     # every step, and on (the Trainer's choice for PEFT models) DDP walks the autograd graph once more per step and
-    # warns that it found nothing.
+    # warns that it found nothing (measured: +3% median, +8% best of a LoRA forward+backward of the default model,
+    # batch 2 x 64, 1 thread, 10 interleaved runs on 2 shared cores at load 6: indicative only).
     # --config and the command line still override all of these.
     # On Apple Silicon the GPU (MPS) trains; bf16 only where it has it (default_bf16).
     device = pick_device()
