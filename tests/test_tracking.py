@@ -320,6 +320,37 @@ def test_train_and_eval_read_what_the_data_step_wrote(case, tmp_path):
     assert len(commands) == 3  # the data step runs once for both
 
 
+DATA_STEPS = {"instruct": "--export_data", "finqa": "training_data.py", "skills": "training_data.py",
+              "tools": "--export_data", "orca": "create_mixed_dataset.py", "finance": "--export_data",
+              "text2sql": "training_data.py", "text2sql2": "training_data.py"}
+
+
+@pytest.mark.parametrize("case", DATA_STEPS)
+@pytest.mark.parametrize("data_out,given,runs", [("missing", "", True), ("existing", "", False),
+                                                 ("existing", "DATA=x", True), ("existing", "DATA_ARGS=--y", True)])
+def test_every_family_builds_missing_data_before_train_and_eval(case, data_out, given, runs, tmp_path):
+    """One rule for every family: train/tune/eval run <case>-data first (once) when DATA_OUT is missing or DATA /
+    DATA_ARGS are given; an existing DATA_OUT is read as it is (no silent rebuild of downloaded or teacher data)."""
+    folder = tmp_path / data_out
+    if data_out == "existing":
+        folder.mkdir()
+    targets = [f"{case}-train", f"{case}-eval"] + ([f"{case}-tune"] if case in ("instruct", "finqa") else [])
+    result = run_script("make", "-n", "--no-print-directory", *targets, f"DATA_OUT={folder}", "OUT=out",
+                        *([given] if given else []))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    data_steps = [i for i, line in enumerate(lines) if DATA_STEPS[case] in line and "sft.py --config" not in line]
+    assert len(data_steps) == (1 if runs else 0), result.stdout
+    if runs:  # before any training or evaluation
+        assert data_steps[0] < min(i for i, line in enumerate(lines) if "sft.py --config" in line or "eval.py" in line)
+
+
+def test_make_help_states_the_data_rule_and_multi_node():
+    help_text = run_script("make", "--no-print-directory", "help").stdout
+    assert "runs <case>-data first when DATA_OUT does not exist yet" in help_text
+    assert "NNODES=N NODE_RANK=0..N-1 MASTER_ADDR=" in help_text
+
+
 def test_a_model_without_chat_template_evaluates_with_prompt_template(tiny_model_dir, eval_data, tmp_path):
     import shutil
 
