@@ -317,13 +317,13 @@ spider-data: $(STAMP)
 
 # Fine-tune MODEL with LoRA on all training questions (examples/spider/recipe.yaml): batches of one database's
 # questions, its schema computed once per batch.
-spider-train: $(STAMP)
+spider-train: $(STAMP) $(call data_first,spider)
 	$(call train,examples/spider/recipe.yaml,$(DATA_OUT))
 
 # Execution match (test suite, and the real databases in SQL_DB), exact match and the share of queries that do not
 # run on the held-out databases (SPLIT, default validation) in OUT/eval; general perplexity, base vs fine-tuned, in
 # OUT/eval-general (the forgetting check).
-spider-eval: $(STAMP)
+spider-eval: $(STAMP) $(call data_first,spider)
 	python eval.py --model_name_or_path $(OUT) --dataset $(DATA_OUT) --split $(SPLIT) $(SPIDER_EVAL) \
 		--general_eval False --output_dir $(OUT)/eval $(ARGS)
 	python eval.py --model_name_or_path $(OUT) --dataset examples/general --split test --metrics perplexity \
@@ -332,7 +332,7 @@ spider-eval: $(STAMP)
 # Choose num_train_epochs and learning rate on held-out-database execution match: one constant-rate run per rate in
 # TUNE_LRS (EPOCHS, default 2), every epoch's checkpoint scored on the validation split (TUNE_EVAL_ARGS, e.g.
 # "--max_samples 300"); prints the grid and writes $(OUT)-tune/best.yaml.
-spider-tune: $(STAMP)
+spider-tune: $(STAMP) $(call data_first,spider)
 	for lr in $(TUNE_LRS); do \
 	  $(LAUNCH) sft.py --config examples/spider/recipe.yaml --model_name_or_path $(MODEL) --dataset_name $(DATA_OUT) \
 	    --output_dir $(OUT)-tune/lr-$$lr --learning_rate $$lr --num_train_epochs $(or $(EPOCHS),2) \

@@ -322,7 +322,7 @@ def test_train_and_eval_read_what_the_data_step_wrote(case, tmp_path):
 
 DATA_STEPS = {"instruct": "--export_data", "finqa": "training_data.py", "skills": "training_data.py",
               "tools": "--export_data", "orca": "create_mixed_dataset.py", "finance": "--export_data",
-              "text2sql": "training_data.py", "text2sql2": "training_data.py"}
+              "text2sql": "training_data.py", "text2sql2": "training_data.py", "spider": "training_data.py"}
 
 
 @pytest.mark.parametrize("case", DATA_STEPS)
@@ -334,7 +334,7 @@ def test_every_family_builds_missing_data_before_train_and_eval(case, data_out, 
     folder = tmp_path / data_out
     if data_out == "existing":
         folder.mkdir()
-    targets = [f"{case}-train", f"{case}-eval"] + ([f"{case}-tune"] if case in ("instruct", "finqa") else [])
+    targets = [f"{case}-train", f"{case}-eval"] + ([f"{case}-tune"] if case in ("instruct", "finqa", "spider") else [])
     result = run_script("make", "-n", "--no-print-directory", *targets, f"DATA_OUT={folder}", "OUT=out",
                         *([given] if given else []))
     assert result.returncode == 0, result.stderr
