@@ -2001,9 +2001,30 @@ def tools_parameters_schema(parameters, required, where):
     return {"type": "object", "properties": properties, "required": list(required)}
 
 
+def value_fits(value, schema):
+    """Whether a value can be of its parameter's JSON Schema type. A number written as text ("5") fits a numeric
+    type: eval.py's tool_call_match counts it equal, and Seal-Tools holds 131 such values in its three splits."""
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if value is None or not isinstance(kind, str):
+        return True
+    if kind in ("integer", "number") and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return False
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer()
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool) or str(value).lower() in ("true", "false")
+    expected = {"string": str, "array": list, "object": dict}.get(kind)
+    return expected is None or isinstance(value, expected)
+
+
 def check_call_arguments(messages, tools):
-    """Drop (not stop on) calls that teach a wrong habit: an argument the function does not declare, a required one
-    left out. Public sets hold a few of each."""
+    """Drop (not stop on) calls that teach a wrong habit and can never be matched: an argument the function does not
+    declare, a required one left out, a value that cannot be of its declared type. Public sets hold a few of each."""
     schemas = {tool["function"]["name"]: tool["function"]["parameters"] for tool in tools}
     for message in messages:
         for call in message.get("tool_calls") or []:
@@ -2014,6 +2035,8 @@ def check_call_arguments(messages, tools):
                 raise ToolsRowDropped("a call passes an argument its function does not declare")
             if set(schema.get("required") or []) - set(function["arguments"]):
                 raise ToolsRowDropped("a call leaves out a required argument")
+            if not all(value_fits(value, properties[key]) for key, value in function["arguments"].items()):
+                raise ToolsRowDropped("an argument's value cannot be of its declared type")
 
 
 def request_record(query, tools, calls, where, no_call_answer):
@@ -2144,15 +2167,14 @@ def convert_tools_record(record, layout, args, schemas):
     return sealtools_record(record, args, schemas)
 
 
-def convert_tools_file(path, args, schemas, drops):
-    """The rows of one file as OpenAI records (call arguments as JSON strings, OpenAI's own form) with their ids."""
-    rows = read_tools_file(path)
-    layout = tools_layout(rows[0][1], path, args.tools_format) if rows else args.tools_format
+def convert_tools_rows(label, rows, args, schemas, drops):
+    """The rows of one split as OpenAI records (call arguments as JSON strings, OpenAI's own form) with their ids."""
+    layout = tools_layout(rows[0][1], label, args.tools_format) if rows else args.tools_format
     if layout == "sealtools" and schemas is None:
-        fail(f"{path}: Seal-Tools rows need their tool.jsonl: put it beside the file or give --tools_schemas")
+        fail(f"{label}: Seal-Tools rows need their tool.jsonl: put it beside the file or give --tools_schemas")
     converted = []
     for number, record in rows:
-        where = f"{path}:{number}"
+        where = f"{label}:{number}"
         try:
             messages, tools = convert_tools_record(record, layout, args, schemas)
         except ToolsRowDropped as reason:
@@ -2163,21 +2185,35 @@ def convert_tools_file(path, args, schemas, drops):
         for message in messages:
             for call in message.get("tool_calls", []):
                 call["function"]["arguments"] = json.dumps(call["function"]["arguments"], ensure_ascii=False)
-        converted.append({"id": str(record.get("id", f"{Path(path).stem}-{number}")), "messages": messages,
-                          "tools": tools})
-    logger.info("%s: %d of %d rows kept (%s layout)", path, len(converted), len(rows), layout)
+        record_id = record.get("id")
+        converted.append({"id": str(f"{Path(label).stem}-{number}" if record_id is None else record_id),
+                          "messages": messages, "tools": tools})
+    logger.info("%s: %d of %d rows kept (%s layout)", label, len(converted), len(rows), layout)
     return converted
 
 
-def tools_split_files(source, schemas_path):
-    """{split: file}: a folder's .json/.jsonl files by name (not the schema file), or one file as train."""
+def tools_sources(name, schemas_path):
+    """{split: (label, [(row number, record)])}: a folder's .json/.jsonl files by name (not the schema file), one
+    file as train, or a hub dataset's splits (offline runs need it in the local cache)."""
+    source = Path(name)
     if source.is_file():
-        return {"train": source}
-    files = {p.stem: p for p in sorted(source.iterdir())
-             if p.suffix in TOOLS_FILE_SUFFIXES and p.resolve() != schemas_path}
-    if not files:
-        fail(f"--tools_data {source}: the folder has no .json or .jsonl files")
-    return files
+        return {"train": (str(source), read_tools_file(source))}
+    if source.is_dir():
+        files = [p for p in sorted(source.iterdir()) if p.suffix in TOOLS_FILE_SUFFIXES and p.resolve() != schemas_path]
+        if not files:
+            fail(f"--tools_data {source}: the folder has no .json or .jsonl files")
+        return {p.stem: (str(p), read_tools_file(p)) for p in files}
+    if source.suffix in TOOLS_FILE_SUFFIXES or name.startswith((".", "/")) or name.count("/") != 1:
+        fail(f"--tools_data {name}: no such file or folder (or give a hub name like "
+             "Salesforce/xlam-function-calling-60k)")
+    try:
+        from datasets import load_dataset
+
+        dataset = load_dataset(name)
+    except Exception as error:  # network, cache and format errors all end here
+        fail(f"--tools_data {name}: cannot load it from the hub ({type(error).__name__}: "
+             f"{str(error).splitlines()[0] if str(error) else ''}); check the name, the network or the cache")
+    return {split: (f"{name}[{split}]", list(enumerate(dataset[split], 1))) for split in dataset}
 
 
 def prepare_tools(args):
@@ -2186,8 +2222,6 @@ def prepare_tools(args):
     if not 0 <= args.tools_test_fraction < 1:
         fail(f"--tools_test_fraction must be in [0, 1), got {args.tools_test_fraction}")
     source = Path(args.tools_data)
-    if not source.exists():
-        fail(f"--tools_data {source}: no such file or folder")
     folder = source if source.is_dir() else source.parent
     args.tools_schemas = args.tools_schemas or (folder / "tool.jsonl" if (folder / "tool.jsonl").is_file() else None)
     if args.tools_schemas and not Path(args.tools_schemas).is_file():
@@ -2195,9 +2229,9 @@ def prepare_tools(args):
     schemas = read_sealtools_schemas(args.tools_schemas) if args.tools_schemas else None
     schemas_path = Path(args.tools_schemas).resolve() if args.tools_schemas else None
     drops, splits = {}, {}
-    for split, path in tools_split_files(source, schemas_path).items():
-        splits[split] = convert_tools_file(path, args, schemas, drops)
-    if source.is_file() and args.tools_test_fraction:
+    for split, (label, rows) in tools_sources(args.tools_data, schemas_path).items():
+        splits[split] = convert_tools_rows(label, rows, args, schemas, drops)
+    if set(splits) == {"train"} and args.tools_test_fraction:  # one file, or a hub set with a train split alone
         order = list(range(len(splits["train"])))
         random.Random(args.tools_seed).shuffle(order)
         held = set(order[: round(len(order) * args.tools_test_fraction)])

@@ -29,6 +29,16 @@ def schema(record, name):
     return next(t["function"]["parameters"] for t in record["tools"] if t["function"]["name"] == name)
 
 
+@pytest.mark.parametrize("value,kind,fits", [
+    (5, "integer", True), (5.0, "integer", True), ("5", "integer", True), (5.5, "integer", False),
+    (True, "integer", False), ("ABC123", "integer", False), ([0, 0], "number", False), ("2.5", "number", True),
+    (0.92, "string", False), ("true", "boolean", True), (["a"], "array", True), ("a", "array", False),
+    ({"a": 1}, "object", True), (None, "integer", True), ([1], None, True),
+])
+def test_argument_values_are_checked_against_their_declared_type(value, kind, fits):
+    assert td.value_fits(value, {"type": kind} if kind else {}) is fits
+
+
 @pytest.mark.parametrize("text,expected", [
     ("int", ({"type": "integer"}, False)),
     ("str", ({"type": "string"}, False)),
@@ -106,7 +116,8 @@ def test_sharegpt_and_openai_rows_pass_through_in_openai_form(tmp_path):
         "required": ["ingredients"]}}]
     glaive = {"conversations": [
         {"from": "human", "value": "Find me a recipe with rice."},
-        {"from": "function_call", "value": json.dumps({"name": "search_recipes", "arguments": {"ingredients": ["rice"]}})},
+        {"from": "function_call",
+         "value": json.dumps({"name": "search_recipes", "arguments": {"ingredients": ["rice"]}})},
         {"from": "observation", "value": "{\"recipes\": [\"Fried rice\"]}"},
         {"from": "gpt", "value": "Try fried rice."}], "tools": json.dumps(tools)}
     openai = {"messages": [{"role": "user", "content": "Recipes with eggs?"}, {"role": "assistant", "tool_calls": [
@@ -122,21 +133,39 @@ def test_sharegpt_and_openai_rows_pass_through_in_openai_form(tmp_path):
         ("search_recipes", {"ingredients": ["eggs"]})]
 
 
+def test_a_hub_dataset_with_a_train_split_alone_holds_out_test(tmp_path, monkeypatch):
+    import datasets
+
+    rows = json.loads((LAYOUTS / "xlam.json").read_text())
+    monkeypatch.setattr(datasets, "load_dataset", lambda name: datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(rows)}) if name == "someone/xlam-like" else None)
+    splits = convert("someone/xlam-like", tmp_path, "--tools_test_fraction", 0.25)
+    assert len(splits["train"]) == 3 and len(splits["test"]) == 1
+    with pytest.raises(SystemExit) as stop:
+        convert("no/such/place.jsonl", tmp_path)
+    assert str(stop.value.code).startswith("error: --tools_data no/such/place.jsonl: no such file or folder")
+
 def test_rows_that_teach_a_wrong_call_are_dropped_and_counted(tmp_path, caplog):
     fact = {"name": "factorial", "parameters": {"n": {"type": "int", "default": ""}}}
     callback = {"name": "apply", "parameters": {"f": {"type": "Callable", "default": ""}}}
     rows = [{"query": "5!", "tools": json.dumps([fact]), "answers": json.dumps([{"name": "factorial",
                                                                                  "arguments": {"n": 5, "m": 1}}])},
-            {"query": "5!", "tools": json.dumps([fact]), "answers": json.dumps([{"name": "factorial", "arguments": {}}])},
+            {"query": "5!", "tools": json.dumps([fact]),
+             "answers": json.dumps([{"name": "factorial", "arguments": {}}])},
             {"query": "apply", "tools": json.dumps([callback]), "answers": "[]"},
+            {"query": "5!", "tools": json.dumps([fact]), "answers": json.dumps([{"name": "factorial",
+                                                                                 "arguments": {"n": [5]}}])},
+            {"query": "7!", "tools": json.dumps([fact]), "answers": json.dumps([{"name": "factorial",
+                                                                                 "arguments": {"n": "7"}}])},
             {"query": "6!", "tools": json.dumps([fact]), "answers": json.dumps([{"name": "factorial",
                                                                                  "arguments": {"n": 6}}])}]
     path = write_json(tmp_path / "xlam.jsonl", rows, lines=True)
     with caplog.at_level(logging.INFO, logger="training_data"):
         splits = convert(path, tmp_path / "out", "--tools_test_fraction", 0)
-    assert [r["id"] for r in splits["train"]] == ["xlam-4"]
+    assert [r["id"] for r in splits["train"]] == ["xlam-5", "xlam-6"]  # "7" for an int: text, but a number
     for reason in ("a call passes an argument its function does not declare", "a call leaves out a required argument",
-                   "a parameter type JSON Schema has no word for ('Callable')"):
+                   "a parameter type JSON Schema has no word for ('Callable')",
+                   "an argument's value cannot be of its declared type"):
         assert f"dropped 1 rows: {reason}" in caplog.text
 
 
