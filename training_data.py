@@ -1913,7 +1913,13 @@ def add_tools_arguments(parser):
                        "[]); empty drops those rows.")
     group.add_argument("--tools_test_fraction", type=float, default=0.1,
                        help="--tools_data file: share held out as test.jsonl (seeded by --tools_seed).")
-    group.add_argument("--tools_seed", type=int, default=42, help="--tools_data: seed for the held-out share.")
+    group.add_argument("--tools_distractors", type=int, default=0, metavar="N", help="--tools_data: offer N other "
+                       "functions of the same split beside each row's own (seeded), so that a request has to choose.")
+    group.add_argument("--tools_no_call_share", type=float, default=0.0, help="--tools_data: add a copy of this share "
+                       "of the single-request rows (seeded) that offers only --tools_distractors other functions and "
+                       "answers with --tools_no_call_answer: requests the tools offered cannot serve.")
+    group.add_argument("--tools_seed", type=int, default=42, help="--tools_data: seed for the held-out share, the "
+                       "distractors and the no-call copies.")
     if "--output_dir" not in parser._option_string_actions:
         parser.add_argument("--output_dir", help="Folder for the prepared splits.")
 
@@ -2192,6 +2198,37 @@ def convert_tools_rows(label, rows, args, schemas, drops):
     return converted
 
 
+def tools_pick(pool, count, exclude, rng):
+    """`count` tools of the pool whose names are not in `exclude`, in a seeded order (sampled, not filtered: a pool
+    of thousands of functions and a hundred thousand rows)."""
+    names = rng.sample(pool, min(len(pool), count + len(exclude)))
+    return [tool for tool in names if tool["function"]["name"] not in exclude][:count]
+
+
+def mix_tools_rows(rows, split, args):
+    """Distractors beside each row's functions, and no-call copies of a share of the single-request rows; both drawn
+    from the split's own functions, so no held-out function reaches training."""
+    if not args.tools_distractors:
+        return rows
+    rng = random.Random(f"{args.tools_seed}-{split}")
+    pool = list({tool["function"]["name"]: tool for row in rows for tool in row["tools"]}.values())
+    single = [row for row in rows if row["messages"][-1].get("tool_calls")
+              and [m["role"] for m in row["messages"] if m["role"] != "system"] == ["user", "assistant"]]
+    no_calls = []
+    for row in rng.sample(single, round(len(single) * args.tools_no_call_share)):
+        own = {tool["function"]["name"] for tool in row["tools"]}
+        answer = {"role": "assistant", "content": args.tools_no_call_answer}
+        no_calls.append({"id": f"{row['id']}-no-call", "messages": row["messages"][:-1] + [answer],
+                         "tools": tools_pick(pool, args.tools_distractors, own, rng)})
+    for row in rows:
+        own = {tool["function"]["name"] for tool in row["tools"]}
+        tools = row["tools"] + tools_pick(pool, args.tools_distractors, own, rng)
+        row["tools"] = rng.sample(tools, len(tools))  # the function to call is not always first
+    logger.info("%s: up to %d distractors per row, %d no-call copies added", split, args.tools_distractors,
+                len(no_calls))
+    return rows + no_calls
+
+
 def tools_sources(name, schemas_path):
     """{split: (label, [(row number, record)])}: a folder's .json/.jsonl files by name (not the schema file), one
     file as train, or a hub dataset's splits (offline runs need it in the local cache)."""
@@ -2221,6 +2258,11 @@ def prepare_tools(args):
         fail("--tools_data needs --output_dir, e.g. --output_dir data/tools")
     if not 0 <= args.tools_test_fraction < 1:
         fail(f"--tools_test_fraction must be in [0, 1), got {args.tools_test_fraction}")
+    if args.tools_distractors < 0 or not 0 <= args.tools_no_call_share <= 1:
+        fail("--tools_distractors must be >= 0 and --tools_no_call_share in [0, 1]")
+    if args.tools_no_call_share and not (args.tools_distractors and args.tools_no_call_answer):
+        fail("--tools_no_call_share needs --tools_distractors N >= 1 (the functions its copies offer) and a "
+             "--tools_no_call_answer")
     source = Path(args.tools_data)
     folder = source if source.is_dir() else source.parent
     args.tools_schemas = args.tools_schemas or (folder / "tool.jsonl" if (folder / "tool.jsonl").is_file() else None)
@@ -2238,6 +2280,7 @@ def prepare_tools(args):
         rows = splits.pop("train")
         splits = {"train": [r for i, r in enumerate(rows) if i not in held],
                   "test": [r for i, r in enumerate(rows) if i in held]}
+    splits = {split: mix_tools_rows(rows, split, args) for split, rows in splits.items()}
     if not any(splits.values()):
         fail(f"--tools_data {source}: no row left to write ({sum(map(len, drops.values()))} dropped)")
     for split, rows in splits.items():

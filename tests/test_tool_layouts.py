@@ -110,6 +110,27 @@ def test_sealtools_reader_keeps_single_and_ordered_calls_and_counts_nested_drops
                                                    ("sendMessage", {"recipient": "Carl", "text": "It's booked"})]
 
 
+def test_distractors_and_no_call_copies_come_from_the_split_and_are_seeded(tmp_path):
+    splits = convert(SEALTOOLS, tmp_path / "a", "--tools_distractors", 2, "--tools_no_call_share", 0.5)
+    assert splits == convert(SEALTOOLS, tmp_path / "b", "--tools_distractors", 2, "--tools_no_call_share", 0.5)
+    train = {r["id"]: r for r in splits["train"]}
+    originals = [r for r in train.values() if not r["id"].endswith("-no-call")]
+    copies = [r for r in train.values() if r["id"].endswith("-no-call")]
+    assert len(originals) == 6 and len(copies) == 3  # half of the 6 single-request rows
+    train_functions = {t["function"]["name"] for r in originals for t in r["tools"]}
+    assert "bookTable" not in train_functions  # a test function never reaches training as a distractor
+    for row in originals:
+        called = {name for name, _ in calls(row)}
+        assert called <= {t["function"]["name"] for t in row["tools"]} and len(row["tools"]) == len(called) + 2
+    for copy in copies:
+        original = train[copy["id"].removesuffix("-no-call")]
+        assert copy["messages"][:-1] == original["messages"][:-1] and "tool_calls" not in copy["messages"][-1]
+        assert len(copy["tools"]) == 2 and not {t["function"]["name"] for t in copy["tools"]} & {
+            name for name, _ in calls(original)}
+    with pytest.raises(SystemExit) as stop:
+        convert(SEALTOOLS, tmp_path / "c", "--tools_no_call_share", 0.5)
+    assert str(stop.value.code).startswith("error: --tools_no_call_share needs --tools_distractors N >= 1")
+
 def test_sharegpt_and_openai_rows_pass_through_in_openai_form(tmp_path):
     tools = [{"name": "search_recipes", "description": "Search recipes", "parameters": {
         "type": "object", "properties": {"ingredients": {"type": "array", "items": {"type": "string"}}},
