@@ -1877,6 +1877,7 @@ def chat_messages(record):
 
 
 # Python-style parameter types (xLAM, Seal-Tools) -> JSON Schema types; JSON Schema's own names map to themselves.
+# Parsed by hand (python_type_schema), not evaluated into typing objects for pydantic: the strings are public data.
 TOOLS_TYPE_NAMES = {
     "str": "string", "string": "string", "text": "string", "date": "string", "datetime": "string", "time": "string",
     "int": "integer", "integer": "integer", "long": "integer",
@@ -1901,7 +1902,7 @@ def add_tools_arguments(parser):
     group = parser.add_argument_group("tool calling")
     group.add_argument("--tools_data", help="Tool-calling records in any layout below, converted to OpenAI "
                        "messages/tools/tool_calls JSONL in --output_dir: a .json/.jsonl file (train, with a held-out "
-                       "test share) or a folder whose .json/.jsonl files are the splits (named by file).")
+                       "test share), a folder whose .json/.jsonl files are the splits (named by file) or a hub name.")
     group.add_argument("--tools_format", choices=TOOLS_FORMATS, default="auto", help="--tools_data layout: openai "
                        "(messages + tools), sharegpt (conversations with function_call turns, Glaive), xlam (query, "
                        "tools, answers as JSON strings), sealtools (query, calling + a tool.jsonl of schemas); auto "
