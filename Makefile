@@ -210,9 +210,10 @@ tools-%: DATA ?= examples/tools
 tools-%: DATA_OUT ?= data/tools
 tools-%: OUT ?= outputs/tools
 
-# Check the tool-calling data (DATA: OpenAI tools/tool_calls or ShareGPT function calls) and export it to DATA_OUT.
+# Check the tool-calling data (DATA: OpenAI tools/tool_calls, ShareGPT function calls, xLAM, Seal-Tools with its
+# tool.jsonl; a file, a folder of split files or a hub name) and write it to DATA_OUT as OpenAI records.
 tools-data: $(STAMP)
-	python sft.py --dataset_name $(DATA) --export_data $(DATA_OUT) $(DATA_ARGS)
+	python training_data.py --tools_data $(DATA) --output_dir $(DATA_OUT) $(DATA_ARGS)
 
 # Fine-tune MODEL with LoRA on request -> tool call(s) (examples/tools/recipe.yaml).
 tools-train: $(STAMP) $(call data_first,tools)

@@ -2211,8 +2211,10 @@ def build_rows(records, tokenizer, source, system_prompt=None):
             fail(f"{source}: record {index}: {error}")
         if system_prompt is not None:
             messages = [{"role": "system", "content": system_prompt}] + [m for m in messages if m["role"] != "system"]
-        if not messages or messages[-1]["role"] != "assistant":
-            fail(f"{source}: record {index} does not end with an assistant answer to compare against")
+        benchmark = record.get("expected_calls") is not None and messages and messages[-1]["role"] == "user"
+        if not benchmark and (not messages or messages[-1]["role"] != "assistant"):
+            fail(f"{source}: record {index} does not end with an assistant answer to compare against (a tool-calling "
+                 "row may instead end on the user's request and give expected_calls)")
         if record.get("expected_calls") is not None:
             try:
                 expected = reference_tool_calls(record)[0]
@@ -2221,9 +2223,16 @@ def build_rows(records, tokenizer, source, system_prompt=None):
             if None in expected:
                 fail(f"{source}: record {index}: expected_calls must be a JSON list of "
                      '{"name": ..., "arguments": {"argument": [allowed values]}}')
+        row = {k: v for k, v in record.items() if k not in ("messages", "conversations")}
+        if benchmark:  # scored on expected_calls alone; the reference text shows them
+            prompt_text = tokenizer.apply_chat_template(messages, tools=tools or None, tokenize=False,
+                                                        add_generation_prompt=True)
+            row.update(tools=tools, prompt=prompt_text, prediction="",
+                       reference="\n".join(json.dumps(call, ensure_ascii=False) for call in expected))
+            rows.append(row)
+            continue
         prompt_text = tokenizer.apply_chat_template(messages[:-1], tools=tools or None, tokenize=False,
                                                     add_generation_prompt=True)
-        row = {k: v for k, v in record.items() if k not in ("messages", "conversations")}
         answer = messages[-1]
         reference = answer["content"]
         if "messages" in record or "conversations" in record:

@@ -1,8 +1,10 @@
-"""Prepare training data: FinQA/ConvFinQA program-of-thought pairs, skill-calling examples and text-to-SQL pairs.
+"""Prepare training data: FinQA/ConvFinQA program-of-thought pairs, skill-calling examples, text-to-SQL pairs and
+tool-calling records (xLAM, Seal-Tools, ShareGPT/Glaive, OpenAI -> OpenAI tools/tool_calls).
 
     python training_data.py --finqa_dir examples/finqa --output_dir data/finqa
     python training_data.py -c --file examples/skills/weather_examples.txt --n_generations 5
     python training_data.py -t --files examples/skills/*_examples.txt > dataset/training_data.json
+    python training_data.py --tools_data path/to/Seal-Tools_Dataset --output_dir data/sealtools
 """
 
 # /// script
@@ -2144,11 +2146,565 @@ def prepare_text2sql(args):
                 len(everything) - rebuilt)
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Tool calling: public layouts -> OpenAI tools/tool_calls records (issue 30)
+# ---------------------------------------------------------------------------------------------------------------------
+
+# copy of sft.py:SHAREGPT_ROLES — keep identical (tests/test_copies.py)
+# ShareGPT speakers -> chat roles; function_call turns are the assistant's calls, observation turns their results.
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "function_call": "assistant", "observation": "tool", "tool": "tool"}
+
+
+# copies of sft.py:without_nulls..chat_messages — keep identical (tests/test_copies.py)
+def without_nulls(value):
+    """Drop the null fields Arrow adds when it merges differently shaped objects into one struct column."""
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value]
+    return value
+
+
+def json_value(value, error, hint=""):
+    """A field written as a JSON string or as the value itself (OpenAI and ShareGPT files use both) -> the value.
+    Raises ValueError(error (reason)hint) for a string that is not JSON."""
+    if not isinstance(value, str):
+        return without_nulls(value)
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as reason:
+        raise ValueError(f"{error} ({reason.msg}){hint}") from None
+
+
+def parse_tools(value):
+    """A record's `tools` (a list, or its JSON string) -> [{"type": "function", "function": {name, description,
+    parameters}}]; plain schemas (ShareGPT/Glaive) are wrapped. Raises ValueError naming what is wrong."""
+    if value is None or value == "" or value == []:
+        return []
+    value = json_value(value, "tools is not valid JSON", "; write it as a JSON list of function schemas")
+    if not isinstance(value, list):
+        raise ValueError(f"tools is a {type(value).__name__}; expected a list of function schemas")
+    tools, names = [], set()
+    for index, tool in enumerate(value):
+        function = tool.get("function", tool) if isinstance(tool, dict) else tool
+        if not isinstance(function, dict):
+            raise ValueError(f"tools[{index}] is a {type(function).__name__}; expected a function schema object "
+                             '{"name": ..., "description": ..., "parameters": {"type": "object", ...}}')
+        name = function.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"tools[{index}] has no function name")
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        if isinstance(parameters, str):
+            try:
+                parameters = json.loads(parameters)
+            except json.JSONDecodeError:
+                parameters = None
+        if (not isinstance(parameters, dict) or parameters.get("type", "object") != "object"
+                or not isinstance(parameters.get("properties", {}), dict)):
+            raise ValueError(f"tools[{index}] ({name}): parameters is not a JSON schema object; expected "
+                             '{"type": "object", "properties": {...}, "required": [...]}')
+        if name in names:
+            raise ValueError(f"tools[{index}]: the function {name} is listed twice")
+        names.add(name)
+        tools.append({"type": "function", "function": {"name": name, "description": function.get("description") or "",
+                                                       "parameters": parameters}})
+    return tools
+
+
+def parse_tool_call(call, where, tool_names):
+    """One call (OpenAI {"function": {"name", "arguments"}} or plain {"name", "arguments"}) -> OpenAI form with the
+    arguments as an object. Raises ValueError naming the call."""
+    function = call.get("function", call) if isinstance(call, dict) else None
+    if not isinstance(function, dict):
+        raise ValueError(f"{where} is not a call object; expected " + '{"type": "function", "function": '
+                         '{"name": ..., "arguments": "{...}"}}')
+    name = function.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{where} has no function name")
+    arguments = function.get("arguments")
+    if arguments is None or arguments == "":
+        arguments = {}
+    else:
+        arguments = json_value(arguments, f"{where} ({name}): arguments are not valid JSON")
+    if not isinstance(arguments, dict):
+        raise ValueError(f"{where} ({name}): arguments must be a JSON object of named values")
+    if name not in tool_names:
+        raise ValueError(f"{where} calls {name}, which is not in the record's tools "
+                         f"({', '.join(sorted(tool_names)) or 'none given'}); add its schema to tools or fix the name")
+    parsed = {"id": str(call["id"])} if isinstance(call, dict) and call.get("id") else {}
+    return {**parsed, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def sharegpt_calls(value, where):
+    """A ShareGPT function_call turn's value: one {"name", "arguments"} object or a list of them, as JSON."""
+    try:
+        calls = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: the function_call is not valid JSON ({error.msg})")
+    return calls if isinstance(calls, list) else [calls]
+
+
+def chat_messages(record):
+    """A `messages` or ShareGPT `conversations` record (with optional `tools`) -> (messages, tools) in OpenAI form.
+
+    Assistant calls keep `tool_calls` with arguments as objects (what chat templates expect); tool results are `tool`
+    turns. Raises ValueError naming the turn when a call or schema is malformed."""
+    tools = parse_tools(record.get("tools"))
+    names = {tool["function"]["name"] for tool in tools}
+    if record.get("messages") is not None:
+        turns = [(turn.get("role"), turn, f"messages[{index}]") for index, turn in enumerate(record["messages"])]
+    else:
+        turns = [(SHAREGPT_ROLES.get(turn.get("from"), turn.get("from")), turn, f"conversations[{index}]")
+                 for index, turn in enumerate(record["conversations"])]
+    messages = []
+    for role, turn, where in turns:
+        if "from" in turn:  # ShareGPT
+            content = turn.get("value")
+            if turn.get("from") == "function_call":
+                calls = [parse_tool_call(call, f"{where}[{n}]", names)
+                         for n, call in enumerate(sharegpt_calls(content, where))]
+                messages.append({"role": "assistant", "content": "", "tool_calls": calls})
+                continue
+        else:
+            content = turn.get("content")
+        if content is not None and not isinstance(content, str):
+            content = json.dumps(content, ensure_ascii=False)  # a tool result given as an object
+        message = {"role": role, "content": content or ""}
+        if role == "assistant" and turn.get("tool_calls"):
+            message["tool_calls"] = [parse_tool_call(call, f"{where}.tool_calls[{n}]", names)
+                                     for n, call in enumerate(turn["tool_calls"])]
+        elif role == "tool" and turn.get("tool_call_id"):
+            message["tool_call_id"] = str(turn["tool_call_id"])
+        messages.append(message)
+    if messages and messages[-1]["role"] == "tool":
+        raise ValueError("the conversation ends on a tool result; end it with the assistant's answer or drop that turn")
+    return messages, tools
+
+
+
+# Python-style parameter types (xLAM, Seal-Tools) -> JSON Schema types; JSON Schema's own names map to themselves.
+# Parsed by hand (python_type_schema), not evaluated into typing objects for pydantic: the strings are public data.
+TOOLS_TYPE_NAMES = {
+    "str": "string", "string": "string", "text": "string", "date": "string", "datetime": "string", "time": "string",
+    "int": "integer", "integer": "integer", "long": "integer",
+    "float": "number", "double": "number", "decimal": "number", "number": "number",
+    "bool": "boolean", "boolean": "boolean",
+    "list": "array", "array": "array", "tuple": "array", "set": "array", "sequence": "array", "iterable": "array",
+    "dict": "object", "object": "object", "mapping": "object",
+    "none": "null", "nonetype": "null", "null": "null",
+}
+TOOLS_FORMATS = ("auto", "openai", "sharegpt", "xlam", "sealtools")
+TOOLS_FILE_SUFFIXES = (".json", ".jsonl")
+# Seal-Tools names an earlier call's response in an argument: "API_call_1", "API_call_0 response".
+SEALTOOLS_RESPONSE = re.compile(r"\bAPI_call_\d+\b")
+TOOLS_DROP_EXAMPLES = 3
+
+
+class ToolsRowDropped(Exception):
+    """A row of a public set that we do not train on, for a counted reason; not an error in the file."""
+
+
+def add_tools_arguments(parser):
+    group = parser.add_argument_group("tool calling")
+    group.add_argument("--tools_data", help="Tool-calling records in any layout below, converted to OpenAI "
+                       "messages/tools/tool_calls JSONL in --output_dir: a .json/.jsonl file (train, with a held-out "
+                       "test share), a folder whose .json/.jsonl files are the splits (named by file) or a hub name.")
+    group.add_argument("--tools_format", choices=TOOLS_FORMATS, default="auto", help="--tools_data layout: openai "
+                       "(messages + tools), sharegpt (conversations with function_call turns, Glaive), xlam (query, "
+                       "tools, answers as JSON strings), sealtools (query, calling + a tool.jsonl of schemas); auto "
+                       "tells them apart by their fields.")
+    group.add_argument("--tools_schemas", help="--tools_format sealtools: the tool.jsonl of api_name/parameters "
+                       "schemas (default: tool.jsonl in or beside --tools_data).")
+    group.add_argument("--tools_no_call_answer", default="None of the functions offered can do that.",
+                       help="--tools_data: the assistant's text for xLAM/Seal-Tools rows that call nothing (answers "
+                       "[]); empty drops those rows.")
+    group.add_argument("--tools_test_fraction", type=float, default=0.1,
+                       help="--tools_data file: share held out as test.jsonl (seeded by --tools_seed).")
+    group.add_argument("--tools_distractors", type=int, default=0, metavar="N", help="--tools_data: offer N other "
+                       "functions of the same split beside each row's own (seeded), so that a request has to choose.")
+    group.add_argument("--tools_no_call_share", type=float, default=0.0, help="--tools_data: add a copy of this share "
+                       "of the single-request rows (seeded) that offers only --tools_distractors other functions and "
+                       "answers with --tools_no_call_answer: requests the tools offered cannot serve.")
+    group.add_argument("--tools_seed", type=int, default=42, help="--tools_data: seed for the held-out share, the "
+                       "distractors and the no-call copies.")
+    if "--output_dir" not in parser._option_string_actions:
+        parser.add_argument("--output_dir", help="Folder for the prepared splits.")
+
+
+def type_arguments(text):
+    """'str, Any' -> ['str', 'Any'], keeping commas inside brackets ('Dict[str, int], optional' has two parts)."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    return [part.strip() for part in parts + [text[start:]]]
+
+
+def python_type_schema(text):
+    """A Python-style type -> (JSON Schema, optional): 'int', 'List[str]', 'Optional[float]', 'str, optional',
+    'int, default=5', 'Union[int, str]', 'str | None'. None for a type JSON Schema has no word for (Callable...)."""
+    text = str(text or "").strip()
+    if "|" in text and "[" not in text:
+        text = f"Union[{text.replace('|', ',')}]"
+    head, *rest = type_arguments(text)
+    optional = any(part.lower() == "optional" or part.lower().startswith("default") for part in rest)
+    match = re.fullmatch(r"(\w*)\s*(?:\[(.*)\])?", head, flags=re.DOTALL)
+    if not match or (rest and not optional):
+        return None
+    name, inner = match.group(1).lower(), match.group(2)
+    if name in ("optional", "union") and inner:
+        members = [python_type_schema(part) for part in type_arguments(inner)]
+        if None in members:
+            return None
+        schemas = [schema for schema, _ in members if schema != {"type": "null"}]
+        optional = optional or name == "optional" or len(schemas) < len(members)
+        if len(schemas) == 1 or not all(set(schema) == {"type"} for schema in schemas):
+            return (schemas[0] if len(schemas) == 1 else {"anyOf": schemas}), optional
+        return {"type": [schema["type"] for schema in schemas]}, optional
+    if name in ("", "any"):
+        return {}, optional
+    if name not in TOOLS_TYPE_NAMES:
+        return None
+    schema = {"type": TOOLS_TYPE_NAMES[name]}
+    items = type_arguments(inner) if inner and schema["type"] == "array" else []
+    if items and len(set(items)) == 1:  # List[str], Tuple[int, int]; mixed tuples stay untyped
+        item = python_type_schema(items[0])
+        if item is None:
+            return None
+        if item[0]:
+            schema["items"] = item[0]
+    return schema, optional
+
+
+def tools_parameters_schema(parameters, required, where):
+    """A tool's parameters as a JSON Schema object: {name: {type, description, default}} (xLAM, Seal-Tools) is
+    converted, a JSON Schema object is kept. Without `required` (xLAM) a parameter is required unless its type says
+    optional or it has a default ("" is xLAM's "no default")."""
+    if parameters in (None, "", [], {}):
+        return {"type": "object", "properties": {}}
+    if isinstance(parameters, dict) and parameters.get("type") == "object" and "properties" in parameters:
+        return parameters
+    if not isinstance(parameters, dict):
+        raise ValueError(f"{where}: parameters is a {type(parameters).__name__}; expected "
+                         '{"name": {"type": ..., "description": ...}} or a JSON Schema object')
+    properties, needed = {}, []
+    for name, field in parameters.items():
+        if not isinstance(field, dict):
+            raise ValueError(f"{where}: parameter {name} is a {type(field).__name__}; expected "
+                             '{"type": ..., "description": ...}')
+        mapped = python_type_schema(field.get("type"))
+        if mapped is None:
+            raise ToolsRowDropped(f"a parameter type JSON Schema has no word for ({field.get('type')!r})")
+        schema, optional = mapped
+        if field.get("description"):
+            schema["description"] = str(field["description"])
+        has_default = field.get("default") not in (None, "")
+        if has_default:
+            schema["default"] = field["default"]
+        if "enum" in field:
+            schema["enum"] = field["enum"]
+        properties[name] = schema
+        if required is None and not optional and not has_default:
+            needed.append(name)
+    required = needed if required is None else required
+    if not isinstance(required, list) or not set(required) <= set(properties):
+        raise ValueError(f"{where}: required must list parameter names; {required!r} names others")
+    return {"type": "object", "properties": properties, "required": list(required)}
+
+
+def value_fits(value, schema):
+    """Whether a value can be of its parameter's JSON Schema type. A number written as text ("5") fits a numeric
+    type: eval.py's tool_call_match counts it equal, and Seal-Tools holds 131 such values in its three splits."""
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if value is None or not isinstance(kind, str):
+        return True
+    if kind in ("integer", "number") and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return False
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer()
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool) or str(value).lower() in ("true", "false")
+    expected = {"string": str, "array": list, "object": dict}.get(kind)
+    return expected is None or isinstance(value, expected)
+
+
+def check_call_arguments(messages, tools):
+    """Drop (not stop on) calls that teach a wrong habit and can never be matched: an argument the function does not
+    declare, a required one left out, a value that cannot be of its declared type. Public sets hold a few of each."""
+    schemas = {tool["function"]["name"]: tool["function"]["parameters"] for tool in tools}
+    for message in messages:
+        for call in message.get("tool_calls") or []:
+            function = call["function"]
+            schema = schemas[function["name"]]
+            properties = schema.get("properties") or {}
+            if set(function["arguments"]) - set(properties):
+                raise ToolsRowDropped("a call passes an argument its function does not declare")
+            if set(schema.get("required") or []) - set(function["arguments"]):
+                raise ToolsRowDropped("a call leaves out a required argument")
+            if not all(value_fits(value, properties[key]) for key, value in function["arguments"].items()):
+                raise ToolsRowDropped("an argument's value cannot be of its declared type")
+
+
+def request_record(query, tools, calls, where, no_call_answer):
+    """One request and its calls (in order, one assistant turn) as an OpenAI record; raises ValueError for a call to
+    a function the row does not offer or arguments that are not a JSON object."""
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("query is missing or empty")
+    tools = parse_tools(tools)
+    names = {tool["function"]["name"] for tool in tools}
+    if calls and not names:
+        raise ValueError("the row calls functions but gives no tool schema; add the functions' schemas to its tools")
+    calls = [parse_tool_call(call, f"{where}[{n}]", names) for n, call in enumerate(calls)]
+    if calls:
+        answer = {"role": "assistant", "content": "", "tool_calls": calls}
+    elif no_call_answer:
+        answer = {"role": "assistant", "content": no_call_answer}
+    else:
+        raise ToolsRowDropped("calls nothing and --tools_no_call_answer is empty")
+    messages = [{"role": "user", "content": query.strip()}, answer]
+    check_call_arguments(messages, tools)
+    return messages, tools
+
+
+def xlam_record(record, args):
+    """xLAM: query, tools (JSON string of {name, description, parameters}), answers (JSON string of [{name,
+    arguments}]; [] asks for no call, as in xlam-irrelevance)."""
+    tools = json_value(record.get("tools"), "tools is not valid JSON")
+    answers = json_value(record.get("answers"), "answers is not valid JSON")
+    if not isinstance(tools, list):
+        raise ValueError("tools must be a JSON list of function schemas")
+    if not isinstance(answers, list):
+        raise ValueError('answers must be a JSON list of {"name": ..., "arguments": {...}}')
+    tools = [{**tool, "parameters": tools_parameters_schema(tool.get("parameters"), None, f"tools[{n}]")}
+             if isinstance(tool, dict) else tool for n, tool in enumerate(tools)]
+    return request_record(record.get("query"), tools, answers, "answers", args.tools_no_call_answer)
+
+
+def sealtools_record(record, args, schemas):
+    """Seal-Tools: query and calling [{api, parameters, responses}]; each called api's schema comes from tool.jsonl.
+    A call whose argument names an earlier call's response is dropped: without that response it teaches a guess."""
+    calling = record.get("calling")
+    if not isinstance(calling, list):
+        raise ValueError('calling must be a list of {"api": ..., "parameters": {...}}')
+    tools, calls = {}, []
+    for n, call in enumerate(calling):
+        api = call.get("api") if isinstance(call, dict) else None
+        if not isinstance(api, str) or api not in schemas:
+            raise ValueError(f"calling[{n}] calls {api!r}, which has no schema in {args.tools_schemas}; add it "
+                             "there or fix the name")
+        if isinstance(schemas[api], str):
+            raise ToolsRowDropped(schemas[api])
+        arguments = call.get("parameters")
+        if SEALTOOLS_RESPONSE.search(json.dumps(arguments)):
+            raise ToolsRowDropped("a call uses an earlier call's response (nested)")
+        tools.setdefault(api, schemas[api])
+        calls.append({"name": api, "arguments": arguments})
+    return request_record(record.get("query"), list(tools.values()), calls, "calling", args.tools_no_call_answer)
+
+
+def read_sealtools_schemas(path):
+    """tool.jsonl -> {api_name: function schema, or the drop reason of the rows that call it}."""
+    schemas = {}
+    for number, record in read_tools_file(path):
+        where = f"{path}:{number}"
+        name = record.get("api_name")
+        if not isinstance(name, str) or not name.strip():
+            fail(f"{where}: no api_name; every line of the tool file names its function")
+        try:
+            parameters = tools_parameters_schema(record.get("parameters"), record.get("required") or [], name)
+            schemas[name] = {"name": name, "description": str(record.get("api_description") or ""),
+                             "parameters": parameters}
+        except ToolsRowDropped as reason:
+            schemas[name] = str(reason)
+        except ValueError as error:
+            fail(f"{where}: {error}")
+    return schemas
+
+
+def read_tools_file(path):
+    """[(line number or record number, record)] of a .json list or a .jsonl file, naming the line of bad JSON."""
+    text = Path(path).read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            records = list(enumerate(json.loads(text), 1))
+        except json.JSONDecodeError as error:
+            fail(f"{path}:{error.lineno}: invalid JSON ({error.msg}); fix the file")
+    else:
+        records = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append((number, json.loads(line)))
+                except json.JSONDecodeError as error:
+                    fail(f"{path}:{number}: invalid JSON line ({error.msg}); fix or remove that line")
+    for number, record in records:
+        if not isinstance(record, dict):
+            fail(f"{path}:{number}: a JSON {type(record).__name__}, not an object with named fields")
+    return records
+
+
+def tools_layout(record, path, wanted):
+    if wanted != "auto":
+        return wanted
+    if "messages" in record:
+        return "openai"
+    if "conversations" in record:
+        return "sharegpt"
+    if "query" in record and "answers" in record:
+        return "xlam"
+    if "query" in record and "calling" in record:
+        return "sealtools"
+    fail(f"{path}: cannot tell the layout from the fields {sorted(record)}; expected messages (OpenAI), conversations "
+         "(ShareGPT), query+answers (xLAM) or query+calling (Seal-Tools), or give --tools_format")
+
+
+def convert_tools_record(record, layout, args, schemas):
+    """(messages, tools) of one row in any layout; raises ToolsRowDropped or ValueError."""
+    if layout in ("openai", "sharegpt"):
+        if record.get("messages" if layout == "openai" else "conversations") is None:
+            raise ValueError(f"no {'messages' if layout == 'openai' else 'conversations'} field")
+        messages, tools = chat_messages(record)
+        if not any(message["role"] == "assistant" for message in messages):
+            raise ToolsRowDropped("no assistant turn to train on")
+        check_call_arguments(messages, tools)
+        return messages, tools
+    if layout == "xlam":
+        return xlam_record(record, args)
+    return sealtools_record(record, args, schemas)
+
+
+def convert_tools_rows(label, rows, args, schemas, drops):
+    """The rows of one split as OpenAI records (call arguments as JSON strings, OpenAI's own form) with their ids."""
+    layout = tools_layout(rows[0][1], label, args.tools_format) if rows else args.tools_format
+    if layout == "sealtools" and schemas is None:
+        fail(f"{label}: Seal-Tools rows need their tool.jsonl: put it beside the file or give --tools_schemas")
+    converted = []
+    for number, record in rows:
+        where = f"{label}:{number}"
+        try:
+            messages, tools = convert_tools_record(record, layout, args, schemas)
+        except ToolsRowDropped as reason:
+            drops.setdefault(str(reason), []).append(where)
+            continue
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            fail(f"{where}: {error}")
+        for message in messages:
+            for call in message.get("tool_calls", []):
+                call["function"]["arguments"] = json.dumps(call["function"]["arguments"], ensure_ascii=False)
+        record_id = record.get("id")
+        converted.append({"id": str(f"{Path(label).stem}-{number}" if record_id is None else record_id),
+                          "messages": messages, "tools": tools})
+    logger.info("%s: %d of %d rows kept (%s layout)", label, len(converted), len(rows), layout)
+    return converted
+
+
+def tools_pick(pool, count, exclude, rng):
+    """`count` tools of the pool whose names are not in `exclude`, in a seeded order (sampled, not filtered: a pool
+    of thousands of functions and a hundred thousand rows)."""
+    names = rng.sample(pool, min(len(pool), count + len(exclude)))
+    return [tool for tool in names if tool["function"]["name"] not in exclude][:count]
+
+
+def mix_tools_rows(rows, split, args):
+    """Distractors beside each row's functions, and no-call copies of a share of the single-request rows; both drawn
+    from the split's own functions, so no held-out function reaches training."""
+    if not args.tools_distractors:
+        return rows
+    rng = random.Random(f"{args.tools_seed}-{split}")
+    pool = list({tool["function"]["name"]: tool for row in rows for tool in row["tools"]}.values())
+    single = [row for row in rows if row["messages"][-1].get("tool_calls")
+              and [m["role"] for m in row["messages"] if m["role"] != "system"] == ["user", "assistant"]]
+    no_calls = []
+    for row in rng.sample(single, round(len(single) * args.tools_no_call_share)):
+        own = {tool["function"]["name"] for tool in row["tools"]}
+        answer = {"role": "assistant", "content": args.tools_no_call_answer}
+        no_calls.append({"id": f"{row['id']}-no-call", "messages": row["messages"][:-1] + [answer],
+                         "tools": tools_pick(pool, args.tools_distractors, own, rng)})
+    for row in rows:
+        own = {tool["function"]["name"] for tool in row["tools"]}
+        tools = row["tools"] + tools_pick(pool, args.tools_distractors, own, rng)
+        row["tools"] = rng.sample(tools, len(tools))  # the function to call is not always first
+    logger.info("%s: up to %d distractors per row, %d no-call copies added", split, args.tools_distractors,
+                len(no_calls))
+    return rows + no_calls
+
+
+def tools_sources(name, schemas_path):
+    """{split: (label, [(row number, record)])}: a folder's .json/.jsonl files by name (not the schema file), one
+    file as train, or a hub dataset's splits (offline runs need it in the local cache)."""
+    source = Path(name)
+    if source.is_file():
+        return {"train": (str(source), read_tools_file(source))}
+    if source.is_dir():
+        files = [p for p in sorted(source.iterdir()) if p.suffix in TOOLS_FILE_SUFFIXES and p.resolve() != schemas_path]
+        if not files:
+            fail(f"--tools_data {source}: the folder has no .json or .jsonl files")
+        return {p.stem: (str(p), read_tools_file(p)) for p in files}
+    if source.suffix in TOOLS_FILE_SUFFIXES or name.startswith((".", "/")) or name.count("/") != 1:
+        fail(f"--tools_data {name}: no such file or folder (or give a hub name like "
+             "Salesforce/xlam-function-calling-60k)")
+    try:
+        from datasets import load_dataset
+
+        dataset = load_dataset(name)
+    except Exception as error:  # network, cache and format errors all end here
+        fail(f"--tools_data {name}: cannot load it from the hub ({type(error).__name__}: "
+             f"{str(error).splitlines()[0] if str(error) else ''}); check the name, the network or the cache")
+    return {split: (f"{name}[{split}]", list(enumerate(dataset[split], 1))) for split in dataset}
+
+
+def prepare_tools(args):
+    if not args.output_dir:
+        fail("--tools_data needs --output_dir, e.g. --output_dir data/tools")
+    if not 0 <= args.tools_test_fraction < 1:
+        fail(f"--tools_test_fraction must be in [0, 1), got {args.tools_test_fraction}")
+    if args.tools_distractors < 0 or not 0 <= args.tools_no_call_share <= 1:
+        fail("--tools_distractors must be >= 0 and --tools_no_call_share in [0, 1]")
+    if args.tools_no_call_share and not (args.tools_distractors and args.tools_no_call_answer):
+        fail("--tools_no_call_share needs --tools_distractors N >= 1 (the functions its copies offer) and a "
+             "--tools_no_call_answer")
+    source = Path(args.tools_data)
+    folder = source if source.is_dir() else source.parent
+    args.tools_schemas = args.tools_schemas or (folder / "tool.jsonl" if (folder / "tool.jsonl").is_file() else None)
+    if args.tools_schemas and not Path(args.tools_schemas).is_file():
+        fail(f"--tools_schemas {args.tools_schemas}: file not found")
+    schemas = read_sealtools_schemas(args.tools_schemas) if args.tools_schemas else None
+    schemas_path = Path(args.tools_schemas).resolve() if args.tools_schemas else None
+    drops, splits = {}, {}
+    for split, (label, rows) in tools_sources(args.tools_data, schemas_path).items():
+        splits[split] = convert_tools_rows(label, rows, args, schemas, drops)
+    if set(splits) == {"train"} and args.tools_test_fraction:  # one file, or a hub set with a train split alone
+        order = list(range(len(splits["train"])))
+        random.Random(args.tools_seed).shuffle(order)
+        held = set(order[: round(len(order) * args.tools_test_fraction)])
+        rows = splits.pop("train")
+        splits = {"train": [r for i, r in enumerate(rows) if i not in held],
+                  "test": [r for i, r in enumerate(rows) if i in held]}
+    splits = {split: mix_tools_rows(rows, split, args) for split, rows in splits.items()}
+    if not any(splits.values()):
+        fail(f"--tools_data {source}: no row left to write ({sum(map(len, drops.values()))} dropped)")
+    for split, rows in splits.items():
+        path = Path(args.output_dir) / f"{split}.jsonl"
+        write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        logger.info("%s: %d records -> %s", split, len(rows), path)
+    for reason, places in sorted(drops.items(), key=lambda item: -len(item[1])):
+        logger.info("dropped %d rows: %s (e.g. %s)", len(places), reason, ", ".join(places[:TOOLS_DROP_EXAMPLES]))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_finqa_arguments(parser)
     add_skills_arguments(parser)
     add_text2sql_arguments(parser)
+    add_tools_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if args.create:
@@ -2159,8 +2715,10 @@ def main(argv=None):
         prepare_finqa(args)
     elif args.sql_data:
         prepare_text2sql(args)
+    elif args.tools_data:
+        prepare_tools(args)
     else:
-        parser.error("choose a mode: --finqa_dir/--convfinqa_dir, -c, -t or --sql_data")
+        parser.error("choose a mode: --finqa_dir/--convfinqa_dir, -c, -t, --sql_data or --tools_data")
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ def test_skills_data_train_eval(tmp_path):
 def test_tools_data_train_eval(tmp_path):
     data, out = tmp_path / "tools", tmp_path / "tools-model"
     result = make("tools-data", DATA_OUT=data)
-    assert "train: 292 examples (messages)" in result.stderr and (data / "test_unseen_functions.jsonl").exists()
+    assert "train.jsonl: 292 of 292 rows kept (openai layout)" in result.stderr
+    assert (data / "test_unseen_functions.jsonl").exists()
     make("tools-train", DATA_OUT=data, OUT=out, ARGS=SHORT_TRAIN)
     # SmolLM2's template renders no tools: the fallback is saved with the model, so eval.py renders the same prompts
     assert "tools is defined" in (out / "chat_template.jinja").read_text()
