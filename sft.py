@@ -147,7 +147,7 @@ class ExtraArguments:
         default=False, metadata={"help": "Replace a finished model already in --output_dir."}
     )
     merge_adapter: bool = field(
-        default=False, metadata={"help": "After LoRA training also write the merged full model to <output_dir>/merged."}
+        default=False, metadata={"help": "Moved to export.py: python export.py --output_dir <run> --merge_only."}
     )
     init_adapter: str | None = field(
         default=None,
@@ -1063,26 +1063,6 @@ def save_sample_prompts(output_dir, dataset, data_format, split):
                       "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
 
 
-def load_trained(run_dir, adapter, dtype="float32", model_class=None):
-    """The trained model in full precision: a full model, or a LoRA adapter on a full-precision copy of its base.
-
-    QLoRA adapters too: their base is loaded again unquantized, since merging into 4-bit weights would round the
-    adapter's update away and the merged model would differ from the one that was trained and evaluated.
-    """
-    from transformers import AutoModelForCausalLM  # here, so export.py's copy answers --help without loading torch
-
-    model_class = model_class or AutoModelForCausalLM
-    try:
-        if adapter is None:
-            return model_class.from_pretrained(run_dir, dtype=dtype).eval()
-        from peft import PeftModel
-
-        base = model_class.from_pretrained(resolve_model(adapter["base_model_name_or_path"]), dtype=dtype)
-        return PeftModel.from_pretrained(base, run_dir).eval()
-    except OSError as error:
-        fail(f"could not load the model in {run_dir}: {str(error).splitlines()[0]}")
-
-
 # estimate_memory's reference models, from each model's config.json
 REFERENCE_SHAPES = {
     "Llama-3.2-1B": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
@@ -1843,6 +1823,9 @@ def check_arguments(state, script_args, training_args, model_args, extra):
     output_dir = Path(training_args.output_dir)
     if script_args.dataset_name is None:
         fail("--dataset_name is required: a hub dataset, a save_to_disk folder or a .json/.jsonl/.csv/.parquet file")
+    if extra.merge_adapter:  # merging loads the base again: export.py's work, as for GGUF
+        fail("--merge_adapter moved to export.py: after training run python export.py --output_dir "
+             f"{output_dir} --merge_only")
     check_process_count(state.num_processes)
     apply_step_flags(training_args, given_flags(sys.argv[1:]))
     resume = training_args.resume_from_checkpoint
@@ -1981,7 +1964,7 @@ def load_training_model(state, model_path, model_name, seq2seq, model_args, trai
         model = PeftModel.from_pretrained(model, extra.init_adapter, is_trainable=True)
         peft_config = None
         model_args.use_peft = True
-    return model, peft_config, quantization_config
+    return model, peft_config
 
 
 def prefix_packing(training_args, extra):
@@ -2090,25 +2073,6 @@ def train_and_evaluate(trainer, state, training_args, extra, stats, resume):
     return metrics
 
 
-def write_merged(trainer, tokenizer, quantization_config, seq2seq, model_args, output_dir):
-    """--merge_adapter: the merged full model in <output_dir>/merged, written atomically."""
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
-
-    if quantization_config is None:
-        merged = trainer.model.merge_and_unload()
-    else:  # never merge into 4/8-bit weights: the adapter goes onto a full-precision copy of the base
-        adapter = json.loads((output_dir / "adapter_config.json").read_text())
-        merged = load_trained(output_dir, adapter, torch.bfloat16 if model_args.dtype == "bfloat16" else
-                              torch.float32, AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM)
-        merged = merged.merge_and_unload()
-    tmp = output_dir / ".merged-partial"
-    merged.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(output_dir / "merged", ignore_errors=True)
-    os.replace(tmp, output_dir / "merged")
-    logger.info(f"Merged model written to {output_dir / 'merged'}")
-
-
 def save_outputs(trainer, state, tokenizer, model_name, metrics, stats, sampled, sampled_split, script_args,
                  training_args, model_args, extra):
     """The model, its state, metrics, model card, sample prompts, plots and tracking artifacts (rank 0)."""
@@ -2167,8 +2131,7 @@ def main(script_args, training_args, model_args, extra):
     train_dataset, eval_dataset, general_dataset, stats = tokenize_splits(
         state, train_raw, eval_raw, tokenizer, data_format, seq2seq, model_name, script_args, training_args, extra)
 
-    model, peft_config, quantization_config = load_training_model(state, model_path, model_name, seq2seq, model_args,
-                                                                  training_args, extra)
+    model, peft_config = load_training_model(state, model_path, model_name, seq2seq, model_args, training_args, extra)
     fast_path = cpu_fast_path(extra, training_args, model_args, seq2seq)
     trainer, speedups = build_trainer(model, peft_config, seq2seq, fast_path, train_dataset, eval_dataset,
                                       general_dataset, tokenizer, training_args, model_args, extra)
@@ -2179,8 +2142,6 @@ def main(script_args, training_args, model_args, extra):
     sampled, sampled_split = (eval_raw, "eval") if eval_raw is not None else (train_raw, "train")
     save_outputs(trainer, state, tokenizer, model_name, metrics, stats, sampled, sampled_split, script_args,
                  training_args, model_args, extra)
-    if extra.merge_adapter and model_args.use_peft and state.is_main_process:
-        write_merged(trainer, tokenizer, quantization_config, seq2seq, model_args, output_dir)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     state.wait_for_everyone()
