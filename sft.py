@@ -1366,6 +1366,28 @@ def compiled_scores():
     return scores
 
 
+def completion_loss(hidden, labels, weight, scores, num_items_in_batch):
+    """add_cpu_lm_head's loss: the scored positions' hidden states through the LM head `weight`, by chunks, as TRL's
+    fused head returns it (loss, per-position log-probabilities, entropy, top-1, the mask of scored positions)."""
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    mask = labels != -100
+    hidden, targets = hidden[mask], labels[mask]
+    log_probs, entropy, is_top1 = [], [], []
+    # 2,048 tokens x 49k vocabulary = 400 MB of fp32 log-probabilities per chunk (kept for the backward pass)
+    for hidden_chunk, target_chunk in zip(hidden.split(2048), targets.split(2048)):
+        for outputs, value in zip((log_probs, entropy, is_top1),
+                                  scores(torch.nn.functional.linear(hidden_chunk, weight), target_chunk)):
+            outputs.append(value)
+    log_probs, entropy, is_top1 = (torch.cat(x) if x else hidden.new_zeros(0, dtype=dtype) for x, dtype in (
+        (log_probs, torch.float32), (entropy, torch.float32), (is_top1, torch.bool)))
+    # masked_scatter keeps a batch without completion tokens connected to the graph (a zero loss, not an error)
+    log_probs, entropy, is_top1 = (x.new_zeros(mask.shape).masked_scatter(mask, x)
+                                   for x in (log_probs, entropy, is_top1))
+    loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
+    return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=entropy, is_top1=is_top1, label_mask=mask)
+
+
 def add_cpu_lm_head(model, share_prompt_prefix=False, compile_head=False):
     """Replace TRL's fused LM head (added by SFTTrainer) on a CPU model with one that scores only completion tokens.
 
@@ -1380,8 +1402,6 @@ def add_cpu_lm_head(model, share_prompt_prefix=False, compile_head=False):
     (pack_shared_prefix); with compile_head, the head's fp32 work is compiled (compiled_scores). Returns the names of
     what applied, for the setup log; none where TRL's head stays.
     """
-    from trl.trainer.utils import FusedCausalLMOutput
-
     config = model.config.get_text_config()
     scaled = any(getattr(config, name, None) is not None for name in (
         "final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling"))
@@ -1436,22 +1456,7 @@ def add_cpu_lm_head(model, share_prompt_prefix=False, compile_head=False):
         else:
             hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
             labels = labels[:, 1:]
-        mask = labels != -100
-        hidden, targets = hidden[mask], labels[mask]
-        weight = self.get_output_embeddings().weight
-        log_probs, entropy, is_top1 = [], [], []
-        # 2,048 tokens x 49k vocabulary = 400 MB of fp32 log-probabilities per chunk (kept for the backward pass)
-        for hidden_chunk, target_chunk in zip(hidden.split(2048), targets.split(2048)):
-            for outputs, value in zip((log_probs, entropy, is_top1),
-                                      scores(torch.nn.functional.linear(hidden_chunk, weight), target_chunk)):
-                outputs.append(value)
-        log_probs, entropy, is_top1 = (torch.cat(x) if x else hidden.new_zeros(0, dtype=dtype) for x, dtype in (
-            (log_probs, torch.float32), (entropy, torch.float32), (is_top1, torch.bool)))
-        # masked_scatter keeps a batch without completion tokens connected to the graph (a zero loss, not an error)
-        log_probs, entropy, is_top1 = (x.new_zeros(mask.shape).masked_scatter(mask, x)
-                                       for x in (log_probs, entropy, is_top1))
-        loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
-        return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=entropy, is_top1=is_top1, label_mask=mask)
+        return completion_loss(hidden, labels, self.get_output_embeddings().weight, scores, num_items_in_batch)
 
     model.forward = types.MethodType(forward, model)
     return ("completion-only loss head",) + ("shared prompt prefix packing",) * can_pack + (
