@@ -49,6 +49,9 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 # bitsandbytes, torch.compile and the model code. So --help runs without peft, and the training stack (datasets, the
 # trainer, the model classes) is imported where used: `sft.py --help` 9.4-10.7 -> 3.3-3.8 s of CPU time (AMD EPYC,
 # 2026-12-07, benchmarks/startup.py); the text is the same (tests/test_standalone.py compares it).
+# A bad flag still pays the whole import (8 s): transformers.trainer_utils, which SFTConfig's TrainingArguments
+# imports, binds peft's classes at import time when peft is installed, so parsing with peft hidden would leave it
+# without them for the training that follows in the same process (--help exits instead).
 if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
     sys.modules["peft"] = None  # find_spec then says "not installed", so nothing imports it
 import torch  # noqa: E402
