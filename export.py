@@ -3,6 +3,7 @@ full-precision copy of its base) and an Ollama Modelfile, checked against the tr
 
     python export.py --output_dir outputs/instruct
     python export.py --output_dir outputs/skills --export_type f16 --overwrite_output_dir
+    python export.py --output_dir outputs/text2sql --merge_only
 """
 
 # /// script
@@ -90,7 +91,13 @@ class ExportArguments:
                   "choices": list(GGUF_TYPES)},
     )
     overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Replace an export of the same type already in <output_dir>/export."}
+        default=False, metadata={"help": "Replace an export of the same type already in <output_dir>/export "
+                                 "(with --merge_only: <output_dir>/merged)."}
+    )
+    merge_only: bool = field(
+        default=False,
+        metadata={"help": "Only merge the run's LoRA adapter (QLoRA too) into a full-precision copy of its base and "
+                  "save it with the tokenizer to <output_dir>/merged; any model sft.py trains (T5 and BART too)."},
     )
 
 
@@ -193,14 +200,13 @@ def load_tokenizer(path):
     return tokenizer
 
 
-# copy of sft.py:load_trained — keep identical (tests/test_copies.py)
 def load_trained(run_dir, adapter, dtype="float32", model_class=None):
     """The trained model in full precision: a full model, or a LoRA adapter on a full-precision copy of its base.
 
     QLoRA adapters too: their base is loaded again unquantized, since merging into 4-bit weights would round the
     adapter's update away and the merged model would differ from the one that was trained and evaluated.
     """
-    from transformers import AutoModelForCausalLM  # here, so export.py's copy answers --help without loading torch
+    from transformers import AutoModelForCausalLM  # here, so --help answers without loading torch
 
     model_class = model_class or AutoModelForCausalLM
     try:
@@ -213,6 +219,37 @@ def load_trained(run_dir, adapter, dtype="float32", model_class=None):
     except OSError as error:
         fail(f"could not load the model in {run_dir}: {str(error).splitlines()[0]}")
 
+
+
+def write_merged(run_dir, overwrite=False):
+    """--merge_only: the LoRA adapter merged into a full-precision copy of its base, in <run_dir>/merged (atomically)."""
+    run_dir, adapter_file = Path(run_dir), Path(run_dir) / "adapter_config.json"
+    if not adapter_file.exists():
+        fail(f"{run_dir} holds no adapter (no adapter_config.json); --merge_only merges a finished sft.py --use_peft run")
+    adapter = json.loads(adapter_file.read_text())
+    if adapter.get("peft_type") != "LORA":
+        fail(f"{adapter_file}: a {adapter.get('peft_type')} adapter cannot be merged into its base; only LoRA can")
+    target = run_dir / "merged"
+    if target.exists() and not overwrite:
+        fail(f"{target} already exists; pass --overwrite_output_dir to replace it")
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    base = resolve_model(adapter["base_model_name_or_path"])
+    try:
+        seq2seq = AutoConfig.from_pretrained(base).is_encoder_decoder
+    except (OSError, ValueError) as error:
+        fail(f"could not load the config of {base}: {str(error).splitlines()[0]}")
+    model = load_trained(run_dir, adapter, model_class=AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM)
+    tmp = Path(tempfile.mkdtemp(prefix=".merged-", dir=run_dir))
+    try:
+        model.merge_and_unload().save_pretrained(tmp)
+        load_tokenizer(str(run_dir)).save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info(f"Merged model written to {target}")
+    return target
 
 
 def export_gguf(run_dir, export_type="q8_0", overwrite=False):
@@ -579,6 +616,8 @@ llama-cli -m {run_dir}/export/{latest} -cnv
 
 def main(args):
     logging.basicConfig(format="%(message)s", level=logging.INFO)
+    if args.merge_only:
+        return write_merged(args.output_dir, args.overwrite_output_dir)
     export_gguf(args.output_dir, args.export_type, args.overwrite_output_dir)
 
 

@@ -49,6 +49,9 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 # bitsandbytes, torch.compile and the model code. So --help runs without peft, and the training stack (datasets, the
 # trainer, the model classes) is imported where used: `sft.py --help` 9.4-10.7 -> 3.3-3.8 s of CPU time (AMD EPYC,
 # 2026-12-07, benchmarks/startup.py); the text is the same (tests/test_standalone.py compares it).
+# A bad flag still pays the whole import (8 s): transformers.trainer_utils, which SFTConfig's TrainingArguments
+# imports, binds peft's classes at import time when peft is installed, so parsing with peft hidden would leave it
+# without them for the training that follows in the same process (--help exits instead).
 if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
     sys.modules["peft"] = None  # find_spec then says "not installed", so nothing imports it
 import torch  # noqa: E402
@@ -147,7 +150,7 @@ class ExtraArguments:
         default=False, metadata={"help": "Replace a finished model already in --output_dir."}
     )
     merge_adapter: bool = field(
-        default=False, metadata={"help": "After LoRA training also write the merged full model to <output_dir>/merged."}
+        default=False, metadata={"help": "Moved to export.py: python export.py --output_dir <run> --merge_only."}
     )
     init_adapter: str | None = field(
         default=None,
@@ -1063,26 +1066,6 @@ def save_sample_prompts(output_dir, dataset, data_format, split):
                       "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
 
 
-def load_trained(run_dir, adapter, dtype="float32", model_class=None):
-    """The trained model in full precision: a full model, or a LoRA adapter on a full-precision copy of its base.
-
-    QLoRA adapters too: their base is loaded again unquantized, since merging into 4-bit weights would round the
-    adapter's update away and the merged model would differ from the one that was trained and evaluated.
-    """
-    from transformers import AutoModelForCausalLM  # here, so export.py's copy answers --help without loading torch
-
-    model_class = model_class or AutoModelForCausalLM
-    try:
-        if adapter is None:
-            return model_class.from_pretrained(run_dir, dtype=dtype).eval()
-        from peft import PeftModel
-
-        base = model_class.from_pretrained(resolve_model(adapter["base_model_name_or_path"]), dtype=dtype)
-        return PeftModel.from_pretrained(base, run_dir).eval()
-    except OSError as error:
-        fail(f"could not load the model in {run_dir}: {str(error).splitlines()[0]}")
-
-
 # estimate_memory's reference models, from each model's config.json
 REFERENCE_SHAPES = {
     "Llama-3.2-1B": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
@@ -1386,6 +1369,28 @@ def compiled_scores():
     return scores
 
 
+def completion_loss(hidden, labels, weight, scores, num_items_in_batch):
+    """add_cpu_lm_head's loss: the scored positions' hidden states through the LM head `weight`, by chunks, as TRL's
+    fused head returns it (loss, per-position log-probabilities, entropy, top-1, the mask of scored positions)."""
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    mask = labels != -100
+    hidden, targets = hidden[mask], labels[mask]
+    log_probs, entropy, is_top1 = [], [], []
+    # 2,048 tokens x 49k vocabulary = 400 MB of fp32 log-probabilities per chunk (kept for the backward pass)
+    for hidden_chunk, target_chunk in zip(hidden.split(2048), targets.split(2048)):
+        for outputs, value in zip((log_probs, entropy, is_top1),
+                                  scores(torch.nn.functional.linear(hidden_chunk, weight), target_chunk)):
+            outputs.append(value)
+    log_probs, entropy, is_top1 = (torch.cat(x) if x else hidden.new_zeros(0, dtype=dtype) for x, dtype in (
+        (log_probs, torch.float32), (entropy, torch.float32), (is_top1, torch.bool)))
+    # masked_scatter keeps a batch without completion tokens connected to the graph (a zero loss, not an error)
+    log_probs, entropy, is_top1 = (x.new_zeros(mask.shape).masked_scatter(mask, x)
+                                   for x in (log_probs, entropy, is_top1))
+    loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
+    return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=entropy, is_top1=is_top1, label_mask=mask)
+
+
 def add_cpu_lm_head(model, share_prompt_prefix=False, compile_head=False):
     """Replace TRL's fused LM head (added by SFTTrainer) on a CPU model with one that scores only completion tokens.
 
@@ -1400,8 +1405,6 @@ def add_cpu_lm_head(model, share_prompt_prefix=False, compile_head=False):
     (pack_shared_prefix); with compile_head, the head's fp32 work is compiled (compiled_scores). Returns the names of
     what applied, for the setup log; none where TRL's head stays.
     """
-    from trl.trainer.utils import FusedCausalLMOutput
-
     config = model.config.get_text_config()
     scaled = any(getattr(config, name, None) is not None for name in (
         "final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling"))
@@ -1456,22 +1459,7 @@ def add_cpu_lm_head(model, share_prompt_prefix=False, compile_head=False):
         else:
             hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
             labels = labels[:, 1:]
-        mask = labels != -100
-        hidden, targets = hidden[mask], labels[mask]
-        weight = self.get_output_embeddings().weight
-        log_probs, entropy, is_top1 = [], [], []
-        # 2,048 tokens x 49k vocabulary = 400 MB of fp32 log-probabilities per chunk (kept for the backward pass)
-        for hidden_chunk, target_chunk in zip(hidden.split(2048), targets.split(2048)):
-            for outputs, value in zip((log_probs, entropy, is_top1),
-                                      scores(torch.nn.functional.linear(hidden_chunk, weight), target_chunk)):
-                outputs.append(value)
-        log_probs, entropy, is_top1 = (torch.cat(x) if x else hidden.new_zeros(0, dtype=dtype) for x, dtype in (
-            (log_probs, torch.float32), (entropy, torch.float32), (is_top1, torch.bool)))
-        # masked_scatter keeps a batch without completion tokens connected to the graph (a zero loss, not an error)
-        log_probs, entropy, is_top1 = (x.new_zeros(mask.shape).masked_scatter(mask, x)
-                                       for x in (log_probs, entropy, is_top1))
-        loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
-        return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=entropy, is_top1=is_top1, label_mask=mask)
+        return completion_loss(hidden, labels, self.get_output_embeddings().weight, scores, num_items_in_batch)
 
     model.forward = types.MethodType(forward, model)
     return ("completion-only loss head",) + ("shared prompt prefix packing",) * can_pack + (
@@ -1843,6 +1831,9 @@ def check_arguments(state, script_args, training_args, model_args, extra):
     output_dir = Path(training_args.output_dir)
     if script_args.dataset_name is None:
         fail("--dataset_name is required: a hub dataset, a save_to_disk folder or a .json/.jsonl/.csv/.parquet file")
+    if extra.merge_adapter:  # merging loads the base again: export.py's work, as for GGUF
+        fail("--merge_adapter moved to export.py: after training run python export.py --output_dir "
+             f"{output_dir} --merge_only")
     check_process_count(state.num_processes)
     apply_step_flags(training_args, given_flags(sys.argv[1:]))
     resume = training_args.resume_from_checkpoint
@@ -1981,7 +1972,7 @@ def load_training_model(state, model_path, model_name, seq2seq, model_args, trai
         model = PeftModel.from_pretrained(model, extra.init_adapter, is_trainable=True)
         peft_config = None
         model_args.use_peft = True
-    return model, peft_config, quantization_config
+    return model, peft_config
 
 
 def prefix_packing(training_args, extra):
@@ -2090,25 +2081,6 @@ def train_and_evaluate(trainer, state, training_args, extra, stats, resume):
     return metrics
 
 
-def write_merged(trainer, tokenizer, quantization_config, seq2seq, model_args, output_dir):
-    """--merge_adapter: the merged full model in <output_dir>/merged, written atomically."""
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
-
-    if quantization_config is None:
-        merged = trainer.model.merge_and_unload()
-    else:  # never merge into 4/8-bit weights: the adapter goes onto a full-precision copy of the base
-        adapter = json.loads((output_dir / "adapter_config.json").read_text())
-        merged = load_trained(output_dir, adapter, torch.bfloat16 if model_args.dtype == "bfloat16" else
-                              torch.float32, AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM)
-        merged = merged.merge_and_unload()
-    tmp = output_dir / ".merged-partial"
-    merged.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(output_dir / "merged", ignore_errors=True)
-    os.replace(tmp, output_dir / "merged")
-    logger.info(f"Merged model written to {output_dir / 'merged'}")
-
-
 def save_outputs(trainer, state, tokenizer, model_name, metrics, stats, sampled, sampled_split, script_args,
                  training_args, model_args, extra):
     """The model, its state, metrics, model card, sample prompts, plots and tracking artifacts (rank 0)."""
@@ -2167,8 +2139,7 @@ def main(script_args, training_args, model_args, extra):
     train_dataset, eval_dataset, general_dataset, stats = tokenize_splits(
         state, train_raw, eval_raw, tokenizer, data_format, seq2seq, model_name, script_args, training_args, extra)
 
-    model, peft_config, quantization_config = load_training_model(state, model_path, model_name, seq2seq, model_args,
-                                                                  training_args, extra)
+    model, peft_config = load_training_model(state, model_path, model_name, seq2seq, model_args, training_args, extra)
     fast_path = cpu_fast_path(extra, training_args, model_args, seq2seq)
     trainer, speedups = build_trainer(model, peft_config, seq2seq, fast_path, train_dataset, eval_dataset,
                                       general_dataset, tokenizer, training_args, model_args, extra)
@@ -2179,8 +2150,6 @@ def main(script_args, training_args, model_args, extra):
     sampled, sampled_split = (eval_raw, "eval") if eval_raw is not None else (train_raw, "train")
     save_outputs(trainer, state, tokenizer, model_name, metrics, stats, sampled, sampled_split, script_args,
                  training_args, model_args, extra)
-    if extra.merge_adapter and model_args.use_peft and state.is_main_process:
-        write_merged(trainer, tokenizer, quantization_config, seq2seq, model_args, output_dir)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     state.wait_for_everyone()

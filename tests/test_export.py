@@ -195,9 +195,12 @@ def test_qlora_adapter_merges_into_a_full_precision_base(tiny_model_dir, train_f
     from safetensors.torch import load_file
 
     out = tmp_path / "qlora"
-    result = run_script(*train_command(tiny_model_dir, train_file, out, "--load_in_4bit", "--max_steps", "1",
-                                       "--merge_adapter"))
+    result = run_script(*train_command(tiny_model_dir, train_file, out, "--load_in_4bit", "--max_steps", "1"))
     assert result.returncode == 0, result.stderr[-3000:]
+    result = run_script("export.py", "--output_dir", out, "--merge_only")
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = run_script("export.py", "--output_dir", out, "--merge_only")  # refused before any model loads
+    assert again.returncode != 0 and "merged already exists; pass --overwrite_output_dir" in again.stderr
     base = load_file(Path(tiny_model_dir) / "model.safetensors")
     merged = load_file(out / "merged" / "model.safetensors")
     adapter = load_file(out / "adapter_model.safetensors")

@@ -85,7 +85,7 @@ def lora_run(tiny_t5_dir, data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("t5-lora") / "out"
     run_sft(*train_command(tiny_t5_dir, data_dir, out, "--use_peft", "--learning_rate", "1e-2",
                            "--max_steps", STEPS, "--save_strategy", "steps", "--save_steps", STEPS // 2,
-                           "--eval_strategy", "steps", "--eval_steps", STEPS // 2, "--merge_adapter"))
+                           "--eval_strategy", "steps", "--eval_steps", STEPS // 2))
     return out
 
 
@@ -249,7 +249,7 @@ def test_lora_defaults_to_every_t5_linear_layer_and_merges(lora_run):
     # all-linear: attention q/k/v/o and the gated feed-forward wi_0/wi_1/wo of encoder and decoder, not lm_head
     assert sorted(config["target_modules"]) == ["k", "o", "q", "v", "wi_0", "wi_1", "wo"]
     assert (lora_run / "eval_loss.png").exists() and losses(lora_run, "eval_loss")
-    merged = AutoModelForSeq2SeqLM.from_pretrained(lora_run / "merged")
+    merged = AutoModelForSeq2SeqLM.from_pretrained(load_script("export").write_merged(lora_run, overwrite=True))
     assert merged.config.model_type == "t5"
 
 

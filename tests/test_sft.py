@@ -186,13 +186,16 @@ def test_attention_choice(requested, cuda, packing, max_length, expected):
     assert sft.pick_attention(requested, cuda, packing, max_length, compiled=True) == requested  # compiled: SDPA
 
 
-def test_merge_adapter_and_prompt_template_saved(tiny_model_dir, train_file, tmp_path):
+def test_prompt_template_saved_and_export_merges_the_adapter(tiny_model_dir, train_file, tmp_path):
     out = tmp_path / "out"
-    result = run_script(*tiny_command(tiny_model_dir, train_file, out, "--use_peft", "--merge_adapter",
-                                      "--prompt_template", "mistral"))
+    result = run_script(*tiny_command(tiny_model_dir, train_file, out, "--use_peft", "--prompt_template", "mistral"))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (out / "merged" / "model.safetensors").exists()
     assert "[INST]" in (out / "chat_template.jinja").read_text()
+    load_script("export").write_merged(out)  # --merge_adapter moved to export.py --merge_only
+    assert (out / "merged" / "model.safetensors").exists()
+    assert "[INST]" in (out / "merged" / "chat_template.jinja").read_text()
+    with pytest.raises(SystemExit, match=r"--merge_adapter moved to export.py: .*export.py --output_dir .* --merge_only"):
+        run_sft(*tiny_command(tiny_model_dir, train_file, tmp_path / "again", "--use_peft", "--merge_adapter")[1:])
 
 
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_model_dir, train_file, tmp_path):
