@@ -2538,10 +2538,13 @@ def prefix_batches(encoded, batch_size):
     batches, mixed = [], []
     for group in groups:
         if len(group) < MIN_DECODE_ROWS:
-            if len(mixed) + len(group) > batch_size:
+            if mixed and len(mixed) + len(group) > batch_size:
                 batches.append(mixed)
                 mixed = []
             mixed += group
+            while len(mixed) > batch_size:  # a batch size below MIN_DECODE_ROWS (one prompt at a time, say)
+                batches.append(mixed[:batch_size])
+                mixed = mixed[batch_size:]
             continue
         count = math.ceil(len(group) / batch_size)
         batches += [group[i * len(group) // count : (i + 1) * len(group) // count] for i in range(count)]
@@ -2585,16 +2588,21 @@ def generate(model, tokenizer, prompts, batch_size, max_new_tokens):
         for i, sequence in zip(batch, answers):
             outputs[i] = tokenizer.decode(sequence, skip_special_tokens=True).strip()
 
-    if not own_loop:
+    if own_loop:
+        in_given_batches(prefix_batches(encoded, batch_size), step, "Generating")
+    else:
         in_batches(order, batch_size, step, "Generating")
-        return outputs
+    return outputs
+
+
+def in_given_batches(batches, step, desc):
+    """Call step(batch) on batches already formed (prefix_batches), with in_batches' progress bar."""
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(prompts), desc="Generating", unit="example", disable=not main_process()) as bar:
-        for batch in prefix_batches(encoded, batch_size):
+    with tqdm(total=sum(map(len, batches)), desc=desc, unit="example", disable=not main_process()) as bar:
+        for batch in batches:
             step(batch)
             bar.update(len(batch))
-    return outputs
 
 
 VLLM_ENGINE = {}  # one engine per process: vLLM reserves most of the GPU memory when it starts

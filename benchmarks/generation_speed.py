@@ -65,18 +65,19 @@ def generation_flops(config, prompt_tokens, new_tokens):
 
 
 def batch_timer(ev):
-    """Wrap eval.py's in_batches so that every batch's seconds are recorded (generate() runs its batches through it);
-    returns the list they are appended to."""
-    seconds, in_batches = [], ev.in_batches
+    """Wrap eval.py's in_batches and in_given_batches so that every batch's seconds are recorded (generate() runs its
+    batches through one of them); returns the list they are appended to."""
+    seconds, in_batches, in_given_batches = [], ev.in_batches, ev.in_given_batches
 
-    def timed_in_batches(items, batch_size, step, desc):
+    def timed(step):
         def timed_step(batch):
             started = time.perf_counter()
             step(batch)
             seconds.append(time.perf_counter() - started)
-        return in_batches(items, batch_size, timed_step, desc)
+        return timed_step
 
-    ev.in_batches = timed_in_batches
+    ev.in_batches = lambda items, batch_size, step, desc: in_batches(items, batch_size, timed(step), desc)
+    ev.in_given_batches = lambda batches, step, desc: in_given_batches(batches, timed(step), desc)
     return seconds
 
 

@@ -252,7 +252,8 @@ def test_sft_group_by_prefix_packs_every_training_batch(tiny_model_dir, tmp_path
 
 # ------------------------------------------------------------------------------------- eval: generation by prefix
 
-@pytest.mark.parametrize("sizes, batch_size", [([40, 30, 5, 3, 20], 64), ([100, 17], 32), ([2, 3, 4], 64)])
+@pytest.mark.parametrize("sizes, batch_size", [([40, 30, 5, 3, 20], 64), ([100, 17], 32), ([2, 3, 4], 64),
+                                               ([2, 3, 4], 1), ([5, 3], 2)])  # batches below a small group's size
 def test_eval_batches_keep_a_prefix_group_together(sizes, batch_size):
     ev = load_script("eval")
     encoded, group_of = [], []
@@ -262,7 +263,7 @@ def test_eval_batches_keep_a_prefix_group_together(sizes, batch_size):
         group_of += [group] * size
     batches = ev.prefix_batches(encoded, batch_size)
     assert sorted(i for batch in batches for i in batch) == list(range(len(encoded)))
-    assert all(len(batch) <= batch_size for batch in batches)
+    assert all(0 < len(batch) <= batch_size for batch in batches)
     for batch in batches:
         groups = {group_of[i] for i in batch}
         # a group big enough for a batch of its own gets one (or several, of equal size)
