@@ -321,7 +321,7 @@ def test_train_and_eval_read_what_the_data_step_wrote(case, tmp_path):
 
 
 DATA_STEPS = {"instruct": "--export_data", "finqa": "training_data.py", "skills": "training_data.py",
-              "tools": "--export_data", "orca": "create_mixed_dataset.py", "finance": "--export_data",
+              "tools": "--tools_data", "orca": "create_mixed_dataset.py", "finance": "--export_data",
               "text2sql": "training_data.py", "text2sql2": "training_data.py", "spider": "training_data.py"}
 
 
