@@ -1454,11 +1454,19 @@ def finqa_budgeted_run(code, deadline):
     return answer, status, message
 
 
-def finqa_row_verdict(row, deadline):
-    """(executed answer, verdict, message) of one row: its reference program too when it has no gold_answer."""
+def finqa_row_verdict(row, deadline, references):
+    """(executed answer, verdict, message) of one row: its reference program too when it has no gold_answer, run once
+    per evaluation (`references`: code -> result, shared by the base model's rows and the model's)."""
     gold = row.get("gold_answer")
     if gold is None:
-        gold, status, message = finqa_budgeted_run(finqa_extract_code(row.get("reference", "")), deadline)
+        code = finqa_extract_code(row.get("reference", ""))
+        result = references.get(code)
+        if result is None:
+            result = finqa_budgeted_run(code, deadline)
+            # kept unless the verdict depends on the time left or the machine (as teacher_cache.jsonl does)
+            if result[1] not in ("not_run", "timeout", "memory", "crashed"):
+                references[code] = result
+        gold, status, message = result
         if status == "not_run":
             return None, status, message
         if status != "ok":
@@ -1484,10 +1492,11 @@ def metric_execution_accuracy(rows, total_timeout=None, budget=None):
     budget.setdefault("left", FINQA_BUDGET_BASE if total_timeout is None else float(total_timeout))
     budget["left"] += FINQA_BUDGET_PER_ROW * len(rows) if total_timeout is None else 0.0
     deadline = time.monotonic() + budget["left"]
+    references = budget.setdefault("references", {})
 
     def verdict(row):
         try:
-            return finqa_row_verdict(row, deadline)
+            return finqa_row_verdict(row, deadline, references)
         except Exception as error:  # one row's failure is that row's verdict, never the evaluation's
             return None, "checker_error", finqa_clean_text(f"{type(error).__name__}: {error}")
 

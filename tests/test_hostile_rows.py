@@ -138,6 +138,18 @@ def test_execution_scoring_stays_inside_its_budget(tmp_path, monkeypatch):
                for row in written)
 
 
+def test_a_reference_program_runs_once_for_the_base_and_the_model(monkeypatch):
+    runs = []
+    run_code = ev.finqa_run_code
+    monkeypatch.setattr(ev, "finqa_run_code", lambda code, *args: runs.append(code) or run_code(code, *args))
+    rows = [{"reference": "ans = 2\n", "prediction": "ans = 2\n"}, {"reference": "ans = 3\n", "prediction": "ans = 1\n"}]
+    budget = {}
+    for _ in range(2):  # as eval.py scores the base model's rows, then the model's, on one budget
+        scores = ev.metric_execution_accuracy([dict(row) for row in rows], budget=budget)
+        assert scores["execution_accuracy"] == 0.5
+    assert sorted(runs).count("ans = 2\n") == 3 and runs.count("ans = 3\n") == 1  # 2 references + 4 predictions
+
+
 def test_the_default_budget_grows_with_the_rows():
     budget = {}
     ev.metric_execution_accuracy([{"prediction": "ans = 1\n", "gold_answer": 1.0}] * 4, budget=budget)
