@@ -1474,6 +1474,11 @@ def check_seq2seq_flags(seq2seq, training_args, extra):
     if seq2seq and training_args.packing:
         fail("--packing concatenates causal-model examples; encoder-decoder models train on one prompt/answer pair "
              "per row: leave --packing out")
+    # the groups are rows sharing a prompt prefix before their first scored token: an encoder-decoder scores its
+    # decoder from the first token, and --packing rows are already several examples each
+    if extra.group_by_prefix and (seq2seq or training_args.packing):
+        fail(f"--group_by_prefix batches causal-model rows that share a prompt prefix; it means nothing "
+             f"{'for an encoder-decoder model' if seq2seq else 'with --packing'}: leave one of them out")
 
 
 def seq2seq_trainer(model, training_args, train_dataset, eval_dataset, tokenizer, peft_config):

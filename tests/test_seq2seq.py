@@ -142,6 +142,7 @@ def test_a_model_of_neither_kind_is_a_one_line_error_before_weights_load(bert_di
 @pytest.mark.parametrize("flags,message", [
     (["--estimate_memory"], "--estimate_memory sizes decoder-only (Llama-style) models"),
     (["--packing"], "leave --packing out"),
+    (["--group_by_prefix", "True"], "--group_by_prefix batches causal-model rows that share a prompt prefix"),
     (["--use_peft", "--lora_target_modules", "q_proj", "v_proj"], "this model's linear layers are k, lm_head, o, q"),
 ])
 def test_flags_that_do_not_apply_to_encoder_decoders_are_one_line_errors(tiny_t5_dir, data_dir, tmp_path, flags,
@@ -155,6 +156,11 @@ def test_flags_that_do_not_apply_to_encoder_decoders_are_one_line_errors(tiny_t5
 def test_max_target_length_on_a_causal_model_is_an_error(tiny_model_dir, data_dir, tmp_path):
     with pytest.raises(SystemExit, match="--max_target_length limits the answers of encoder-decoder models"):
         run_sft(*train_command(tiny_model_dir, data_dir, tmp_path / "out", "--max_target_length", "8"))
+
+
+def test_group_by_prefix_with_packing_is_an_error(tiny_model_dir, data_dir, tmp_path):
+    with pytest.raises(SystemExit, match="it means nothing with --packing"):
+        run_sft(*train_command(tiny_model_dir, data_dir, tmp_path / "out", "--group_by_prefix", "True", "--packing"))
 
 
 # --- prompt -> encoder, answer -> labels ----------------------------------------------------------------------------
