@@ -220,7 +220,6 @@ def load_trained(run_dir, adapter, dtype="float32", model_class=None):
         fail(f"could not load the model in {run_dir}: {str(error).splitlines()[0]}")
 
 
-
 def write_merged(run_dir, overwrite=False):
     """--merge_only: the LoRA adapter merged into a full-precision copy of its base, in <run_dir>/merged (atomically)."""
     run_dir, adapter_file = Path(run_dir), Path(run_dir) / "adapter_config.json"
@@ -278,7 +277,6 @@ def export_gguf(run_dir, export_type="q8_0", overwrite=False):
     return check
 
 
-
 def check_export(run_dir, export_type, overwrite):
     """Everything we can check before loading a model; returns (adapter config, model config, target, pre-tokenizer)."""
     if export_type not in GGUF_TYPES:
@@ -323,7 +321,6 @@ def check_export(run_dir, export_type, overwrite):
     return adapter, config, target, pre
 
 
-
 def export_check_prompts(run_dir):
     """The run's own eval prompts (saved by sft.py at the end of training) as chat messages, else a few generic ones."""
     path = run_dir / SAMPLE_PROMPTS_FILE
@@ -331,16 +328,19 @@ def export_check_prompts(run_dir):
         records = []  # a file sft.py wrote, one object per line
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             try:
-                records += [json.loads(line)] if line.strip() else []
+                record = json.loads(line) if line.strip() else None
             except json.JSONDecodeError as error:
                 fail(f"{path}:{number}: invalid JSON ({error.msg}); fix the line, or delete the file to check with "
                      "generic prompts")
+            if record is not None and not (isinstance(record, dict) and isinstance(record.get("messages"), list)):
+                fail(f"{path}:{number}: not an object with a 'messages' list; fix the line, or delete the file to "
+                     "check with generic prompts")
+            records += [record] if record is not None else []
         records = records[:EXPORT_CHECK_PROMPTS]
         if records:
             split = records[0].get("split", "eval")
             return [r["messages"] for r in records], f"the run's first {len(records)} {split} prompts"
     return [[{"role": "user", "content": text}] for text in FALLBACK_PROMPTS], "generic prompts (the run saved none)"
-
 
 
 def greedy_outputs(model, tokenizer, prompts):
@@ -364,7 +364,6 @@ def greedy_outputs(model, tokenizer, prompts):
     return outputs
 
 
-
 def llama_cpp_rows(weight, heads):
     """Reorder q/k projection rows from Hugging Face's rotary layout (halves) to llama.cpp's (interleaved pairs).
 
@@ -372,7 +371,6 @@ def llama_cpp_rows(weight, heads):
     """
     return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(
         weight.shape)
-
 
 
 def gguf_tensor_type(name, array, qtype):
@@ -386,7 +384,6 @@ def gguf_tensor_type(name, array, qtype):
     if array.shape[-1] % gguf.GGML_QUANT_SIZES[qtype][0]:
         return gguf.GGMLQuantizationType.F16
     return qtype
-
 
 
 def gguf_vocab(tokenizer, vocab_size):
@@ -405,7 +402,6 @@ def gguf_vocab(tokenizer, vocab_size):
             tokens.append(by_id[index])
             types.append(gguf.TokenType.NORMAL)
     return tokens, types
-
 
 
 def write_gguf(target, weights, config, tokenizer, run_dir, export_type, pre):
@@ -478,7 +474,6 @@ def write_gguf(target, weights, config, tokenizer, run_dir, export_type, pre):
         fail(f"writing {target} failed ({error.strerror or error}); nothing was kept; free space and export again")
 
 
-
 def ollama_template(tokenizer, strip_bos):
     """The trained chat template as an Ollama Go template with .System/.Prompt/.Response, found by rendering it with
     placeholder texts (Jinja cannot be translated in general; a rendering can). Returns (template, turn texts)."""
@@ -518,7 +513,6 @@ def ollama_template(tokenizer, strip_bos):
     return template, [prefix, after_prompt, after_response, system_prefix or "", system_suffix or ""]
 
 
-
 def write_modelfile(target, tokenizer):
     """An Ollama Modelfile next to the GGUF: its template and stop strings come from the trained chat template."""
     add_bos = bool(getattr(tokenizer, "add_bos_token", False))  # llama.cpp adds BOS itself when the GGUF says so
@@ -534,7 +528,6 @@ def write_modelfile(target, tokenizer):
     path = target.parent / "Modelfile"
     write_text_atomic(path, "\n".join(lines) + "\n")
     return path
-
 
 
 def verify_gguf(target, weights, tokenizer, prompts, reference):
@@ -572,7 +565,6 @@ def verify_gguf(target, weights, tokenizer, prompts, reference):
             "eos_token": gguf_tokenizer.eos_token, "chat_template_kept": gguf_tokenizer.chat_template ==
             tokenizer.chat_template, "sample": {"reference": tokenizer.decode(reference[0]["output_ids"]),
                                                 "gguf": gguf_tokenizer.decode(outputs[0]["output_ids"])}}
-
 
 
 def record_export_check(run_dir, check):
@@ -621,5 +613,15 @@ def main(args):
     export_gguf(args.output_dir, args.export_type, args.overwrite_output_dir)
 
 
+def parse_arguments(argv=None):
+    """export.py's arguments; anything wrong in them is a one-line error (argparse would print the usage first)."""
+    parser = HfArgumentParser(ExportArguments)
+    parser.error = lambda message: fail(f"{message}; see python export.py --help")
+    try:
+        return parser.parse_args_into_dataclasses(argv)[0]
+    except Exception as error:  # HfArgumentParser raises ValueError for flags it does not know
+        fail(f"{str(error).splitlines()[0] if str(error) else type(error).__name__}; see python export.py --help")
+
+
 if __name__ == "__main__":
-    main(*HfArgumentParser(ExportArguments).parse_args_into_dataclasses())
+    main(parse_arguments())

@@ -2197,6 +2197,11 @@ def make_parser():
 def parse_arguments(argv=None):
     """The four argument groups from --config and the command line; anything wrong in them is a one-line error
     (argparse would print the 160-line usage first, TRL a traceback)."""
+    moved = [arg.split("=")[0] for arg in (sys.argv[1:] if argv is None else argv)
+             if arg.split("=")[0] in ("--export", "--export_type")]
+    if moved:  # sft.py's flags until export.py took them over
+        fail(f"{moved[0]} moved to export.py: after training run python export.py --output_dir <run> "
+             "[--export_type q8_0]")
     parser = make_parser()
     parser.error = lambda message: fail(f"{message}; see python sft.py --help")
     try:

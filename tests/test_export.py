@@ -170,6 +170,10 @@ def test_check_prompts_come_from_the_run_and_a_broken_file_is_a_one_line_error(t
     with pytest.raises(SystemExit) as raised:
         export.export_check_prompts(tmp_path)
     assert str(raised.value).startswith(f"error: {tmp_path / 'sample_prompts.jsonl'}:3: invalid JSON")
+    for line in ("[1, 2]", '{"split": "eval"}'):  # valid JSON, but no prompt
+        (tmp_path / "sample_prompts.jsonl").write_text(json.dumps(record) + "\n" + line + "\n")
+        with pytest.raises(SystemExit, match=r"sample_prompts.jsonl:2: not an object with a 'messages' list"):
+            export.export_check_prompts(tmp_path)
     (tmp_path / "sample_prompts.jsonl").write_text(json.dumps(record) + "\n")
     assert export.export_check_prompts(tmp_path) == ([record["messages"]], "the run's first 1 eval prompts")
 

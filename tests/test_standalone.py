@@ -115,6 +115,8 @@ def test_a_lonely_sft_help_is_trl_parsers_text_without_loading_peft(tmp_path, mo
     ("eval", ["--no_such_flag"], "not used by the HfArgumentParser: ['--no_such_flag']"),
     ("eval", ["--max_new_tokens", "many"], "argument --max_new_tokens/--max-new-tokens: invalid int value: 'many'"),
     ("eval", ["--config", "missing.yaml"], "No such file or directory: 'missing.yaml'"),
+    ("export", ["--output_dir", "run", "--no_such_flag"], "not used by the HfArgumentParser: ['--no_such_flag']"),
+    ("export", ["--output_dir"], "argument --output_dir/--output-dir: expected one argument"),
 ])
 def test_bad_arguments_are_one_line_errors(script, argv, message):
     with pytest.raises(SystemExit) as raised:
@@ -122,6 +124,12 @@ def test_bad_arguments_are_one_line_errors(script, argv, message):
     text = str(raised.value)
     assert text.startswith("error: ") and message in text and "\n" not in text, text
     assert text.endswith(f"; see python {script}.py --help")
+
+
+@pytest.mark.parametrize("flag", ["--export", "--export_type=q4_0"])
+def test_sft_points_the_old_export_flags_to_export_py(flag):
+    with pytest.raises(SystemExit, match=f"error: {flag.split('=')[0]} moved to export.py: .*python export.py"):
+        load_script("sft").parse_arguments(["--output_dir", "out", flag, "gguf"])
 
 
 def test_a_lonely_eval_scores_given_predictions(tmp_path):
