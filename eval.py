@@ -1518,7 +1518,7 @@ def metric_execution_accuracy(rows, total_timeout=None, budget=None):
     }
 
 
-# metric keyword -> EvalArguments field that sets it
+# metric keyword -> the argument that sets it: an EvalArguments field, or sandbox_budget, which main() adds to args
 METRIC_OPTIONS = {"sql_execution_match": {"database_dir": "sql_database_dir"},
                   "execution_accuracy": {"total_timeout": "sandbox_total_timeout", "budget": "sandbox_budget"}}
 # Packages a metric imports where it runs (module, pip requirement); listed in the header, checked before any model
@@ -2208,10 +2208,11 @@ def to_messages(record, source):
          "instruction(+input)+output")
 
 
-def build_rows(records, tokenizer, source, system_prompt=None):
+def build_rows(records, tokenizer, source, system_prompt=None, metrics=()):
     """Split every record into the prompt the model sees (rendered with the saved template) and the reference.
 
-    A system_prompt replaces the record's system turn, or comes first where it has none."""
+    A system_prompt replaces the record's system turn, or comes first where it has none. A tool-calling row that ends
+    on the user's request with expected_calls has no reference answer: only tool_call_match among `metrics` scores it."""
     rows = []
     for index, record in enumerate(records):
         try:
@@ -2224,7 +2225,11 @@ def build_rows(records, tokenizer, source, system_prompt=None):
         if not benchmark and (not messages or messages[-1]["role"] != "assistant"):
             fail(f"{source}: record {index} does not end with an assistant answer to compare against (a tool-calling "
                  "row may instead end on the user's request and give expected_calls)")
-        if record.get("expected_calls") is not None:
+        if benchmark and set(metrics) - {"tool_call_match"}:
+            fail(f"{source}: record {index} ends on the user's request (scored on its expected_calls alone): "
+                 f"--metrics {','.join(m for m in metrics if m != 'tool_call_match')} need a reference answer; "
+                 "use --metrics tool_call_match")
+        if benchmark or record.get("expected_calls") is not None:
             try:
                 expected = reference_tool_calls(record)[0]
             except (ValueError, TypeError, AttributeError):
@@ -2233,24 +2238,21 @@ def build_rows(records, tokenizer, source, system_prompt=None):
                 fail(f"{source}: record {index}: expected_calls must be a JSON list of "
                      '{"name": ..., "arguments": {"argument": [allowed values]}}')
         row = {k: v for k, v in record.items() if k not in ("messages", "conversations")}
+        prompt_text = tokenizer.apply_chat_template(messages if benchmark else messages[:-1], tools=tools or None,
+                                                    tokenize=False, add_generation_prompt=True)
         if benchmark:  # scored on expected_calls alone; the reference text shows them
-            prompt_text = tokenizer.apply_chat_template(messages, tools=tools or None, tokenize=False,
-                                                        add_generation_prompt=True)
-            row.update(tools=tools, prompt=prompt_text, prediction="",
-                       reference="\n".join(json.dumps(call, ensure_ascii=False) for call in expected))
-            rows.append(row)
-            continue
-        prompt_text = tokenizer.apply_chat_template(messages[:-1], tools=tools or None, tokenize=False,
-                                                    add_generation_prompt=True)
-        answer = messages[-1]
-        reference = answer["content"]
-        if "messages" in record or "conversations" in record:
-            # the calls as tool_call_match compares them; as text, the JSON lines the fallback template trains on
-            calls = [{"name": call["function"]["name"], "arguments": call["function"]["arguments"]}
-                     for call in answer.get("tool_calls", [])]
-            lines = [json.dumps(call, ensure_ascii=False) for call in calls]
-            reference = "\n".join(([reference] if reference else []) + lines)
-            row.update(tools=tools, reference_calls=calls)
+            reference = "\n".join(json.dumps(call, ensure_ascii=False) for call in expected)
+            row.update(tools=tools)
+        else:
+            answer = messages[-1]
+            reference = answer["content"]
+            if "messages" in record or "conversations" in record:
+                # the calls as tool_call_match compares them; as text, the JSON lines the fallback template trains on
+                calls = [{"name": call["function"]["name"], "arguments": call["function"]["arguments"]}
+                         for call in answer.get("tool_calls", [])]
+                lines = [json.dumps(call, ensure_ascii=False) for call in calls]
+                reference = "\n".join(([reference] if reference else []) + lines)
+                row.update(tools=tools, reference_calls=calls)
         row.update(prompt=prompt_text, reference=reference, prediction="")
         rows.append(row)
     return rows
@@ -2563,7 +2565,8 @@ def prefix_batches(encoded, batch_size):
 
 
 def generate(model, tokenizer, prompts, batch_size, max_new_tokens):
-    """Greedy generation in batches of similar length (KV cache), stopping at EOS.
+    """Greedy generation with a KV cache, stopping at EOS: our decoding loop in batches of prompts that share a prefix
+    (prefix_batches), model.generate in batches of similar length.
 
     An encoder-decoder model reads each prompt as sft.py trained it (encoder_ids) and returns only its answer."""
     import torch
@@ -2575,7 +2578,6 @@ def generate(model, tokenizer, prompts, batch_size, max_new_tokens):
     if batch_size is None:
         batch_size = generate_batch_size(model, max(map(len, encoded), default=0), max_new_tokens, own_loop)
         logger.info(f"Generating in batches of {batch_size}")
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # similar lengths -> less padding
     outputs = [""] * len(prompts)
     pad = tokenizer.pad_token_id
 
@@ -2599,8 +2601,8 @@ def generate(model, tokenizer, prompts, batch_size, max_new_tokens):
 
     if own_loop:
         in_given_batches(prefix_batches(encoded, batch_size), step, "Generating")
-    else:
-        in_batches(order, batch_size, step, "Generating")
+    else:  # similar lengths -> less padding
+        in_batches(sorted(range(len(prompts)), key=lambda i: len(encoded[i])), batch_size, step, "Generating")
     return outputs
 
 
@@ -2766,7 +2768,7 @@ def score_rows(rows, metrics, args):
     scores = {}
     for name in metrics:
         if name in METRICS:
-            options = {key: getattr(args, field, None) for key, field in METRIC_OPTIONS.get(name, {}).items()}
+            options = {key: getattr(args, field) for key, field in METRIC_OPTIONS.get(name, {}).items()}
             scores.update(METRICS[name](rows, **options))
     return scores
 
@@ -3205,7 +3207,7 @@ def generate_and_score(args, metrics):
         tokenizer.chat_template = TOOL_FALLBACK_TEMPLATE + tokenizer.chat_template
         logger.info("The chat template cannot render tools: prompts use the fallback of sft.py (schemas in the system "
                     "turn, calls as JSON lines)")
-    rows = build_rows(records, tokenizer, args.dataset, system_prompt)
+    rows = build_rows(records, tokenizer, args.dataset, system_prompt, metrics)
     general_path = general_dataset_path(args)
     general_records = load_records(general_path, None, "test")[: args.max_samples] if general_path else []
     general_rows = build_rows(general_records, tokenizer, general_path)

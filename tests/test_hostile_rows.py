@@ -150,6 +150,15 @@ def test_a_reference_program_runs_once_for_the_base_and_the_model(monkeypatch):
     assert sorted(runs).count("ans = 2\n") == 3 and runs.count("ans = 3\n") == 1  # 2 references + 4 predictions
 
 
+@pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan")])
+def test_a_budget_of_no_time_is_a_one_line_error(tmp_path, seconds):
+    path = write_predictions(tmp_path / "rows.jsonl", [{"id": 0, "prediction": "ans = 1\n", "gold_answer": 1.0}])
+    with pytest.raises(SystemExit, match="--sandbox_total_timeout .*: give a number of seconds above 0"):
+        ev.main(ev.EvalArguments(predictions=str(path), metrics="execution_accuracy",
+                                 output_dir=str(tmp_path / "out"), sandbox_total_timeout=seconds))
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_default_budget_grows_with_the_rows():
     budget = {}
     ev.metric_execution_accuracy([{"prediction": "ans = 1\n", "gold_answer": 1.0}] * 4, budget=budget)

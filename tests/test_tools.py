@@ -350,3 +350,16 @@ def test_generated_example_data_is_committed_and_splits_by_function(root):
         assert any(len(r["messages"][-1].get("tool_calls", [])) > 1 for r in records)
         for record in records:
             sft.chat_messages(record)  # valid: names, arguments and schemas
+
+
+@pytest.mark.parametrize("metrics, fails", [(["tool_call_match"], False), (["rouge", "tool_call_match"], True),
+                                            (["perplexity"], True)])
+def test_rows_scored_on_expected_calls_alone_take_only_tool_call_match(tokenizer, metrics, fails):
+    # no reference answer: ROUGE, exact match or perplexity would be taken against the allowed values' JSON
+    record = {"messages": [{"role": "user", "content": "A timer for 5 minutes"}], "tools": SCHEMA,
+              "expected_calls": [{"name": "set_timer", "arguments": {"minutes": [5]}}]}
+    if not fails:
+        assert len(ev.build_rows([record], tokenizer, "bench.jsonl", metrics=metrics)) == 1
+        return
+    with pytest.raises(SystemExit, match="record 0 ends on the user's request .* use --metrics tool_call_match"):
+        ev.build_rows([record], tokenizer, "bench.jsonl", metrics=metrics)
