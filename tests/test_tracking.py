@@ -327,13 +327,19 @@ DATA_STEPS = {"instruct": "--export_data", "finqa": "training_data.py", "skills"
 
 @pytest.mark.parametrize("case", DATA_STEPS)
 @pytest.mark.parametrize("data_out,given,runs", [("missing", "", True), ("existing", "", False),
-                                                 ("existing", "DATA=x", True), ("existing", "DATA_ARGS=--y", True)])
+                                                 ("existing", "DATA=x", True), ("existing", "DATA_ARGS=--y", True),
+                                                 ("empty", "", True)])
 def test_every_family_builds_missing_data_before_train_and_eval(case, data_out, given, runs, tmp_path):
-    """One rule for every family: train/tune/eval run <case>-data first (once) when DATA_OUT is missing or DATA /
-    DATA_ARGS are given; an existing DATA_OUT is read as it is (no silent rebuild of downloaded or teacher data)."""
+    """One rule for every family: train/tune/eval run <case>-data first (once) when DATA_OUT is missing or empty (an
+    interrupted data step's mkdir -p) or DATA / DATA_ARGS are given; an existing DATA_OUT is read as it is (no silent
+    rebuild of downloaded or teacher data)."""
     folder = tmp_path / data_out
-    if data_out == "existing":
+    if data_out != "missing":
         folder.mkdir()
+    if data_out == "existing":
+        (folder / "train.jsonl").write_text("{}\n")
+    elif data_out == "empty":
+        (folder / ".train.json.tmp").write_text("{")  # a half-written temporary does not make the folder built
     targets = [f"{case}-train", f"{case}-eval"] + ([f"{case}-tune"] if case in ("instruct", "finqa", "spider") else [])
     result = run_script("make", "-n", "--no-print-directory", *targets, f"DATA_OUT={folder}", "OUT=out",
                         *([given] if given else []))
@@ -348,6 +354,7 @@ def test_every_family_builds_missing_data_before_train_and_eval(case, data_out, 
 def test_make_help_states_the_data_rule_and_multi_node():
     help_text = run_script("make", "--no-print-directory", "help").stdout
     assert "runs <case>-data first when DATA_OUT does not exist yet" in help_text
+    assert "or is empty" in help_text
     assert "NNODES=N NODE_RANK=0..N-1 MASTER_ADDR=" in help_text
 
 
