@@ -7,7 +7,7 @@
 #   DATA_OUT  prepared data (default data/<case>/)
 #   OUT       trained model (default outputs/<case>/)
 #   EPOCHS    override the recipe's num_train_epochs
-#   LAUNCH    how training starts (default python; e.g. LAUNCH="accelerate launch --config_file ...")
+#   LAUNCH    how training starts (default python, or accelerate launch under NPROC / NNODES / ACCELERATE_CONFIG)
 #   NPROC     train on N >= 2 processes: GPUs, or CPU processes without CUDA (per node with NNODES)
 #   NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, RDZV   train across machines: one command per node (see below)
 #   ACCELERATE_CONFIG  an accelerate config (e.g. examples/accelerate/fsdp.yaml) under NPROC / NNODES
