@@ -7,14 +7,15 @@
 #   DATA_OUT  prepared data (default data/<case>/)
 #   OUT       trained model (default outputs/<case>/)
 #   EPOCHS    override the recipe's num_train_epochs
-#   LAUNCH    how training starts (default python; e.g. LAUNCH="accelerate launch --config_file ...")
+#   LAUNCH    how training starts (default python, or accelerate launch under NPROC / NNODES / ACCELERATE_CONFIG)
 #   NPROC     train on N >= 2 processes: GPUs, or CPU processes without CUDA (per node with NNODES)
 #   NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, RDZV   train across machines: one command per node (see below)
 #   ACCELERATE_CONFIG  an accelerate config (e.g. examples/accelerate/fsdp.yaml) under NPROC / NNODES
 #   ARGS      extra flags for sft.py / eval.py, e.g. ARGS="--max_steps 20"; DATA_ARGS the same for *-data
 #
-# <case>-train, -tune and -eval run <case>-data first when DATA_OUT does not exist yet, or when DATA or DATA_ARGS is
-# given on the command line; otherwise they read DATA_OUT as it is. A data step never reruns behind your back (some
+# <case>-train, -tune and -eval run <case>-data first when DATA_OUT is missing or empty, or when one of the case's
+# data inputs is given on the command line (DATA, DATA_ARGS; finqa: FINQA_DIR, CONVFINQA_DIR, FINQA_CONTEXT);
+# otherwise they read DATA_OUT as it is. A data step never reruns behind your back (some
 # download their sources or call a teacher model): `make <case>-data` refreshes DATA_OUT.
 
 PYTHON ?= python3
@@ -49,8 +50,14 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 EPOCHS_FLAG = $(if $(EPOCHS),--num_train_epochs $(EPOCHS))
 # The data step a <case>-train/-tune/-eval runs first ($(call data_first,<case>)): see the rule at the top.
-data_first = $(if $(filter command line,$(origin DATA) $(origin DATA_ARGS)),$(1)-data,$(if \
-	$(wildcard $(or $(DATA_OUT),data/$(1))),,$(1)-data))
+# An empty DATA_OUT counts as missing: an interrupted data step can leave one behind after its mkdir -p (hidden
+# temporaries such as .train.json.tmp do not count either: wildcard skips dot files).
+DATA_INPUTS = DATA DATA_ARGS $(DATA_INPUTS_$(1))
+DATA_INPUTS_finqa = FINQA_DIR CONVFINQA_DIR FINQA_CONTEXT
+# Spider's SQL_DB is not one: spider-eval and -tune execute on it too, and `make spider-eval SQL_DB=...` must not
+# rebuild the data (from the default DATA, without the DATA_ARGS it was built with).
+data_first = $(if $(filter command line,$(foreach input,$(DATA_INPUTS),$(origin $(input)))),$(1)-data,$(if \
+	$(wildcard $(or $(DATA_OUT),data/$(1))/*),,$(1)-data))
 # sft.py with a recipe: $(call train,<recipe.yaml>,<data>)
 train = $(LAUNCH) sft.py --config $(1) --model_name_or_path $(MODEL) --dataset_name $(2) --output_dir $(OUT) \
 	$(EPOCHS_FLAG) $(ARGS)
@@ -66,8 +73,9 @@ train = $(LAUNCH) sft.py --config $(1) --model_name_or_path $(MODEL) --dataset_n
 help:
 	@awk '/^# / && !/^# --/ {doc = doc ? doc "\n" sprintf("%21s", "") substr($$0, 3) : substr($$0, 3)} \
 		/^[a-z0-9%-]+:/ && doc {sub(":.*", "", $$1); printf "  %-18s %s\n", $$1, doc} !/^#/ {doc=""}' $(MAKEFILE_LIST)
-	@echo "Every <case>-train, -tune and -eval runs <case>-data first when DATA_OUT does not exist yet, or when DATA or"
-	@echo "DATA_ARGS is given; an existing DATA_OUT is read as it is (make <case>-data refreshes it)."
+	@echo "Every <case>-train, -tune and -eval runs <case>-data first when DATA_OUT does not exist yet or is empty, or"
+	@echo "when DATA, DATA_ARGS or finqa's other data inputs (FINQA_DIR, CONVFINQA_DIR, FINQA_CONTEXT) are given;"
+	@echo "a non-empty DATA_OUT is read as it is (make <case>-data refreshes it)."
 	@echo "Across machines: the same command on every node with NNODES=N NODE_RANK=0..N-1 MASTER_ADDR=<node 0> (NPROC per node)."
 
 # Create .venv with the pinned stack and the embedded default model (runs once; `make setup` to force).

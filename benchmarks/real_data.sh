@@ -50,15 +50,16 @@ for case in $CASES; do
       --metrics rouge,sql_exact_match,sql_execution_match --max_new_tokens 96 --output_dir "$REAL_OUT/text2sql-sqlctx"
     # Spider: the held-out databases of the Spider recipe's split below, so the two rows compare
     $PY training_data.py --sql_data "$SAMPLES/spider_train_sqlctx_7000.json" --sql_group_by db_id \
-      --sql_max_records 600 --sql_max_test_records 100 --output_dir "$REAL_OUT/data/spider"
-    $EVAL --model_name_or_path "$RUNS/text2sql" --dataset "$REAL_OUT/data/spider" --split test \
+      --sql_max_records 600 --sql_max_test_records 100 --output_dir "$REAL_OUT/data/spider600"
+    $EVAL --model_name_or_path "$RUNS/text2sql" --dataset "$REAL_OUT/data/spider600" --split test \
       --metrics rouge,sql_exact_match,sql_execution_match --max_new_tokens 128 --output_dir "$REAL_OUT/text2sql-spider" ;;
   spider)
-    # the real-data recipe: the text2sql recipe on 600 Spider questions, whole databases held out for the test
-    make text2sql-data DATA="$SAMPLES/spider_train_sqlctx_7000.json" DATA_OUT="$REAL_OUT/data/spider" \
+    # the real-data recipe: the text2sql recipe on 600 Spider questions, whole databases held out for the test; its
+    # folders are spider600, apart from the spider-* family's defaults (data/spider, outputs/spider)
+    make text2sql-data DATA="$SAMPLES/spider_train_sqlctx_7000.json" DATA_OUT="$REAL_OUT/data/spider600" \
       DATA_ARGS="--sql_group_by db_id --sql_max_records 600 --sql_max_test_records 100"
-    make text2sql-train DATA_OUT="$REAL_OUT/data/spider" OUT="$RUNS/spider" EPOCHS=1
-    make text2sql-eval DATA_OUT="$REAL_OUT/data/spider" OUT="$RUNS/spider" \
+    make text2sql-train DATA_OUT="$REAL_OUT/data/spider600" OUT="$RUNS/spider600" EPOCHS=1
+    make text2sql-eval DATA_OUT="$REAL_OUT/data/spider600" OUT="$RUNS/spider600" \
       ARGS="--max_new_tokens 128 --output_dir $REAL_OUT/spider-spider" ;;
   spider_full)
     # the README's "Spider at full size" row: every question, 18 databases held out, 240 steps (0.62 of an epoch,

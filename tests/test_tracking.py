@@ -327,13 +327,19 @@ DATA_STEPS = {"instruct": "--export_data", "finqa": "training_data.py", "skills"
 
 @pytest.mark.parametrize("case", DATA_STEPS)
 @pytest.mark.parametrize("data_out,given,runs", [("missing", "", True), ("existing", "", False),
-                                                 ("existing", "DATA=x", True), ("existing", "DATA_ARGS=--y", True)])
+                                                 ("existing", "DATA=x", True), ("existing", "DATA_ARGS=--y", True),
+                                                 ("empty", "", True)])
 def test_every_family_builds_missing_data_before_train_and_eval(case, data_out, given, runs, tmp_path):
-    """One rule for every family: train/tune/eval run <case>-data first (once) when DATA_OUT is missing or DATA /
-    DATA_ARGS are given; an existing DATA_OUT is read as it is (no silent rebuild of downloaded or teacher data)."""
+    """One rule for every family: train/tune/eval run <case>-data first (once) when DATA_OUT is missing or empty (an
+    interrupted data step's mkdir -p) or DATA / DATA_ARGS are given; an existing DATA_OUT is read as it is (no silent
+    rebuild of downloaded or teacher data)."""
     folder = tmp_path / data_out
-    if data_out == "existing":
+    if data_out != "missing":
         folder.mkdir()
+    if data_out == "existing":
+        (folder / "train.jsonl").write_text("{}\n")
+    elif data_out == "empty":
+        (folder / ".train.json.tmp").write_text("{")  # a half-written temporary does not make the folder built
     targets = [f"{case}-train", f"{case}-eval"] + ([f"{case}-tune"] if case in ("instruct", "finqa", "spider") else [])
     result = run_script("make", "-n", "--no-print-directory", *targets, f"DATA_OUT={folder}", "OUT=out",
                         *([given] if given else []))
@@ -345,9 +351,33 @@ def test_every_family_builds_missing_data_before_train_and_eval(case, data_out, 
         assert data_steps[0] < min(i for i, line in enumerate(lines) if "sft.py --config" in line or "eval.py" in line)
 
 
+@pytest.mark.parametrize("case,given,runs", [("finqa", "FINQA_DIR=x", True), ("finqa", "CONVFINQA_DIR=x", True),
+                                              ("finqa", "FINQA_CONTEXT=full", True), ("spider", "SQL_DB=x", False),
+                                              ("instruct", "SQL_DB=x", False)])
+def test_a_case_s_own_data_inputs_on_the_command_line_rebuild_its_data(case, given, runs, tmp_path):
+    """FinQA's inputs are not only DATA: FINQA_DIR, CONVFINQA_DIR and FINQA_CONTEXT on the command line run the data
+    step (once) before an existing DATA_OUT is read; another case's inputs do not. Spider's SQL_DB does not either:
+    spider-eval executes on it (make spider-eval SQL_DB=... must not rebuild the data from the default DATA)."""
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("{}\n")
+    targets = [f"{case}-train", f"{case}-eval"] + ([f"{case}-tune"] if case in ("instruct", "finqa", "spider") else [])
+    result = run_script("make", "-n", "--no-print-directory", *targets, f"DATA_OUT={folder}", "OUT=out", given)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    data_steps = [i for i, line in enumerate(lines) if DATA_STEPS[case] in line and "sft.py --config" not in line]
+    assert len(data_steps) == (1 if runs else 0), result.stdout
+    if runs:
+        assert f" {given.split('=')[1]} " in " ".join(lines[data_steps[0]:data_steps[0] + 3])  # its continued lines
+        assert data_steps[0] < min(i for i, line in enumerate(lines) if "sft.py --config" in line or "eval.py" in line)
+    if case == "spider":
+        assert "--sql_database_dir x" in result.stdout  # evaluation runs on the databases given
+
+
 def test_make_help_states_the_data_rule_and_multi_node():
     help_text = run_script("make", "--no-print-directory", "help").stdout
     assert "runs <case>-data first when DATA_OUT does not exist yet" in help_text
+    assert "or is empty" in help_text and "FINQA_DIR" in help_text
     assert "NNODES=N NODE_RANK=0..N-1 MASTER_ADDR=" in help_text
 
 
