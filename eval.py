@@ -76,6 +76,11 @@ def metric_exact_match(rows):
 ROUGE_MAX_CHARS = 20_000
 
 
+def checker_error(error):
+    """A scorer's own failure on one row, as that row's message (the row scores as a miss; the run goes on)."""
+    return finqa_clean_text(f"checker_error: {type(error).__name__}: {error}")
+
+
 def metric_rouge(rows):
     from rouge_score import rouge_scorer
 
@@ -91,7 +96,7 @@ def metric_rouge(rows):
             # rougeLsum splits summaries on newlines
             scores = scorer.score(str(row["reference"]), str(row["prediction"]))
         except Exception as error:  # one row's failure is that row's score of 0, never the evaluation's
-            row["rouge_error"] = finqa_clean_text(f"checker_error: {type(error).__name__}: {error}")
+            row["rouge_error"] = checker_error(error)
             continue
         for key in keys:
             totals[key] += scores[key].fmeasure
@@ -226,7 +231,7 @@ def metric_call_match(rows):
             reference, predicted, row["call_correct"] = call_verdict(row)
         except Exception as error:  # one row's failure is that row's verdict, never the evaluation's
             reference, predicted, row["call_correct"] = None, None, False
-            row["call_error"] = finqa_clean_text(f"checker_error: {type(error).__name__}: {error}")
+            row["call_error"] = checker_error(error)
         reference_skill = reference[0] if reference else "unparsable_reference"
         row["predicted_skill"] = predicted[0] if predicted else None
         if predicted is None:
@@ -592,7 +597,7 @@ def metric_sql_exact_match(rows):
                                                              row.get("context", ""))
         except Exception as error:  # one row's failure is that row's verdict, never the evaluation's
             row["sql_exact_match"], parsed = False, False
-            row["sql_exact_match_error"] = finqa_clean_text(f"checker_error: {type(error).__name__}: {error}")
+            row["sql_exact_match_error"] = checker_error(error)
         fallbacks += not parsed
     return {"sql_exact_match": sum(r["sql_exact_match"] for r in rows) / max(len(rows), 1),
             "sql_exact_match_text_fallbacks": fallbacks}
@@ -1028,7 +1033,7 @@ def metric_sql_execution_match(rows, database_dir=None):
         try:
             verdict = sql_test_suite_verdict(row.get("context", ""), row["reference"], row["prediction"], conn)
         except Exception as error:  # one row's failure is that row's verdict, never the evaluation's
-            verdict = {"match": False, "error": finqa_clean_text(f"checker_error: {type(error).__name__}: {error}"),
+            verdict = {"match": False, "error": checker_error(error),
                        "differs_on": None, "reference_empty": None}
         row["sql_execution_match"], row["sql_execution_error"] = verdict["match"], verdict["error"]
         row["sql_differs_on"], row["sql_reference_empty"] = verdict["differs_on"], verdict["reference_empty"]
