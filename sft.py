@@ -49,7 +49,7 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 # bitsandbytes, torch.compile and the model code. So --help runs without peft, and the training stack (datasets, the
 # trainer, the model classes) is imported where used: `sft.py --help` 9.4-10.7 -> 3.3-3.8 s of CPU time (AMD EPYC,
 # 2026-12-07, benchmarks/startup.py); the text is the same (tests/test_standalone.py compares it).
-# A bad flag still pays the whole import (8 s): transformers.trainer_utils, which SFTConfig's TrainingArguments
+# A bad flag still pays the whole import (8 s of CPU, same machine, beside other jobs): transformers.trainer_utils, which SFTConfig's TrainingArguments
 # imports, binds peft's classes at import time when peft is installed, so parsing with peft hidden would leave it
 # without them for the training that follows in the same process (--help exits instead).
 if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
@@ -2180,7 +2180,9 @@ def make_parser():
     # DDP's find_unused_parameters is off: LoRA and full fine-tuning of our models use every trainable parameter in
     # every step, and on (the Trainer's choice for PEFT models) DDP walks the autograd graph once more per step and
     # warns that it found nothing (measured: +3% median, +8% best of a LoRA forward+backward of the default model,
-    # batch 2 x 64, 1 thread, 10 interleaved runs on 2 shared cores at load 6: indicative only).
+    # batch 2 x 64, 1 thread, 10 interleaved runs on 2 shared cores of an AVX2 AMD EPYC at load 6: indicative only).
+    # A model whose parameters are not all used every step (mixture-of-experts fully fine-tuned) needs
+    # --ddp_find_unused_parameters True.
     # --config and the command line still override all of these.
     # On Apple Silicon the GPU (MPS) trains; bf16 only where it has it (default_bf16).
     device = pick_device()
