@@ -2069,8 +2069,7 @@ def train_and_evaluate(trainer, state, training_args, extra, stats, resume):
         for name in MODEL_FILES:  # an old finished model must not survive next to a failed new run
             (output_dir / name).unlink(missing_ok=True)
     started = time.time()
-    with peers_alive(state):
-        result = trainer.train(resume_from_checkpoint=resume or None)
+    result = trainer.train(resume_from_checkpoint=resume or None)
     metrics = dict(result.metrics)
     metrics["trained_tokens_per_second"] = round(
         stats["train"]["tokens"] * training_args.num_train_epochs / max(time.time() - started, 1e-9), 1) \
@@ -2080,8 +2079,7 @@ def train_and_evaluate(trainer, state, training_args, extra, stats, resume):
         metrics["train_prefix_packed_share"] = round(packing["packed"] / packing["batches"], 4)
         logger.info(f"Shared prompt prefix packing: {packing['packed']} of {packing['batches']} training batches")
     if "eval" in stats:
-        with peers_alive(state):
-            metrics.update(trainer.evaluate())
+        metrics.update(trainer.evaluate())
     metrics = {k: v for k, v in metrics.items() if v is not None}
     return metrics
 
@@ -2124,40 +2122,43 @@ def main(script_args, training_args, model_args, extra):
     resume = check_arguments(state, script_args, training_args, model_args, extra)
     set_collective_timeout(state, training_args)
 
-    model_name = model_args.model_name_or_path or DEFAULT_MODEL
-    with node_first(state):
-        model_path = resolve_model(model_name)
-    seq2seq = model_kind(load_model_config(model_path, model_name, model_args.model_revision,
-                                           training_args.trust_remote_code), model_name) == "seq2seq"
-    check_seq2seq_flags(seq2seq, training_args, extra)
-    tokenizer = prepare_tokenizer(model_path, model_name, seq2seq, extra)
+    # every barrier from here on (node_first, the trainer's, saving, the last wait) meets the other processes: one
+    # that died makes it fail, and peers_alive turns that into one line
+    with peers_alive(state):
+        model_name = model_args.model_name_or_path or DEFAULT_MODEL
+        with node_first(state):
+            model_path = resolve_model(model_name)
+        seq2seq = model_kind(load_model_config(model_path, model_name, model_args.model_revision,
+                                               training_args.trust_remote_code), model_name) == "seq2seq"
+        check_seq2seq_flags(seq2seq, training_args, extra)
+        tokenizer = prepare_tokenizer(model_path, model_name, seq2seq, extra)
 
-    # Data: load, detect the format, tokenize with the template, count what the length limit does.
-    with node_first(state):
-        raw = load_raw_dataset(script_args.dataset_name, script_args.dataset_config)
-        train_raw, eval_raw = prepare_splits(raw, script_args, training_args, extra)
-        data_format = detect_format(train_raw.column_names, script_args.dataset_name)
-        check_chat_records(raw, script_args.dataset_name)
-    if extra.export_data:
-        export_splits(extra.export_data, dict(raw), data_format)
-        return
-    train_dataset, eval_dataset, general_dataset, stats = tokenize_splits(
-        state, train_raw, eval_raw, tokenizer, data_format, seq2seq, model_name, script_args, training_args, extra)
+        # Data: load, detect the format, tokenize with the template, count what the length limit does.
+        with node_first(state):
+            raw = load_raw_dataset(script_args.dataset_name, script_args.dataset_config)
+            train_raw, eval_raw = prepare_splits(raw, script_args, training_args, extra)
+            data_format = detect_format(train_raw.column_names, script_args.dataset_name)
+            check_chat_records(raw, script_args.dataset_name)
+        if extra.export_data:
+            export_splits(extra.export_data, dict(raw), data_format)
+            return
+        train_dataset, eval_dataset, general_dataset, stats = tokenize_splits(
+            state, train_raw, eval_raw, tokenizer, data_format, seq2seq, model_name, script_args, training_args, extra)
 
-    model, peft_config = load_training_model(state, model_path, model_name, seq2seq, model_args, training_args, extra)
-    fast_path = cpu_fast_path(extra, training_args, model_args, seq2seq)
-    trainer, speedups = build_trainer(model, peft_config, seq2seq, fast_path, train_dataset, eval_dataset,
-                                      general_dataset, tokenizer, training_args, model_args, extra)
-    log_setup(state, trainer, model_name, model_path, seq2seq, speedups, data_format, stats, script_args,
-              training_args, model_args, extra)
-    metrics = train_and_evaluate(trainer, state, training_args, extra, stats, resume)
+        model, peft_config = load_training_model(state, model_path, model_name, seq2seq, model_args, training_args, extra)
+        fast_path = cpu_fast_path(extra, training_args, model_args, seq2seq)
+        trainer, speedups = build_trainer(model, peft_config, seq2seq, fast_path, train_dataset, eval_dataset,
+                                          general_dataset, tokenizer, training_args, model_args, extra)
+        log_setup(state, trainer, model_name, model_path, seq2seq, speedups, data_format, stats, script_args,
+                  training_args, model_args, extra)
+        metrics = train_and_evaluate(trainer, state, training_args, extra, stats, resume)
 
-    sampled, sampled_split = (eval_raw, "eval") if eval_raw is not None else (train_raw, "train")
-    save_outputs(trainer, state, tokenizer, model_name, metrics, stats, sampled, sampled_split, script_args,
-                 training_args, model_args, extra)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
-    state.wait_for_everyone()
+        sampled, sampled_split = (eval_raw, "eval") if eval_raw is not None else (train_raw, "train")
+        save_outputs(trainer, state, tokenizer, model_name, metrics, stats, sampled, sampled_split, script_args,
+                     training_args, model_args, extra)
+        if training_args.push_to_hub:
+            trainer.push_to_hub(dataset_name=script_args.dataset_name)
+        state.wait_for_everyone()
     logger.info(f"Done: model in {output_dir}" + (f" (train loss {metrics.get('train_loss'):.4f})"
                                                    if "train_loss" in metrics else ""))
 
