@@ -58,6 +58,21 @@ DATA_INPUTS_finqa = FINQA_DIR CONVFINQA_DIR FINQA_CONTEXT
 # rebuild the data (from the default DATA, without the DATA_ARGS it was built with).
 data_first = $(if $(filter command line,$(foreach input,$(DATA_INPUTS),$(origin $(input)))),$(1)-data,$(if \
 	$(wildcard $(or $(DATA_OUT),data/$(1))/*),,$(1)-data))
+# A learning-rate x epochs grid scored on every epoch's checkpoint: one constant-rate run per rate in TUNE_LRS, each
+# checkpoint evaluated, the best settings written to OUT-tune/best.yaml.
+# $(call tune_by_checkpoint,<recipe.yaml>,<default epochs>,<split>,<eval.py flags>,<metric to maximise>)
+tune_by_checkpoint = for lr in $(TUNE_LRS); do \
+	  $(LAUNCH) sft.py --config $(1) --model_name_or_path $(MODEL) --dataset_name $(DATA_OUT) \
+	    --output_dir $(OUT)-tune/lr-$$lr --learning_rate $$lr --num_train_epochs $(or $(EPOCHS),$(2)) \
+	    --lr_scheduler_type constant_with_warmup --save_strategy epoch --save_total_limit 100 --eval_strategy no \
+	    --plots False --overwrite_output_dir $(ARGS) || exit 1; \
+	  for checkpoint in $(OUT)-tune/lr-$$lr/checkpoint-*; do \
+	    python eval.py --model_name_or_path $$checkpoint --dataset $(DATA_OUT) --split $(3) $(4) \
+	      --output_dir $$checkpoint/eval $(TUNE_EVAL_ARGS) || exit 1; \
+	  done; \
+	done; \
+	python eval.py --summarize_runs $(OUT)-tune --summary_metric $(strip $(5)) --recipe $(1) \
+	  --best_recipe $(OUT)-tune/best.yaml
 # sft.py with a recipe: $(call train,<recipe.yaml>,<data>)
 train = $(LAUNCH) sft.py --config $(1) --model_name_or_path $(MODEL) --dataset_name $(2) --output_dir $(OUT) \
 	$(EPOCHS_FLAG) $(ARGS)
@@ -180,18 +195,8 @@ finqa-eval: $(STAMP) $(call data_first,finqa)
 # Choose num_train_epochs and learning rate on the dev split: one constant-rate run per rate in TUNE_LRS, every
 # epoch's checkpoint scored by execution accuracy; prints the grid and writes $(OUT)-tune/best.yaml.
 finqa-tune: $(STAMP) $(call data_first,finqa)
-	for lr in $(TUNE_LRS); do \
-	  $(LAUNCH) sft.py --config examples/finqa/recipe.yaml --model_name_or_path $(MODEL) --dataset_name $(DATA_OUT) \
-	    --output_dir $(OUT)-tune/lr-$$lr --learning_rate $$lr --num_train_epochs $(or $(EPOCHS),4) \
-	    --lr_scheduler_type constant_with_warmup --save_strategy epoch --save_total_limit 100 --eval_strategy no \
-	    --plots False --overwrite_output_dir $(ARGS) || exit 1; \
-	  for checkpoint in $(OUT)-tune/lr-$$lr/checkpoint-*; do \
-	    python eval.py --model_name_or_path $$checkpoint --dataset $(DATA_OUT) --split dev \
-	      --metrics execution_accuracy --max_new_tokens 256 --output_dir $$checkpoint/eval $(TUNE_EVAL_ARGS) || exit 1; \
-	  done; \
-	done
-	python eval.py --summarize_runs $(OUT)-tune --summary_metric execution_accuracy \
-		--recipe examples/finqa/recipe.yaml --best_recipe $(OUT)-tune/best.yaml
+	$(call tune_by_checkpoint,examples/finqa/recipe.yaml,4,dev,--metrics execution_accuracy --max_new_tokens 256,\
+		execution_accuracy)
 
 # ------------------------------------------------------------------------------------- skill calling for a voice assistant
 skills-%: DATA ?= examples/skills
@@ -342,15 +347,5 @@ spider-eval: $(STAMP) $(call data_first,spider)
 # TUNE_LRS (EPOCHS, default 2), every epoch's checkpoint scored on the validation split (TUNE_EVAL_ARGS, e.g.
 # "--max_samples 300"); prints the grid and writes $(OUT)-tune/best.yaml.
 spider-tune: $(STAMP) $(call data_first,spider)
-	for lr in $(TUNE_LRS); do \
-	  $(LAUNCH) sft.py --config examples/spider/recipe.yaml --model_name_or_path $(MODEL) --dataset_name $(DATA_OUT) \
-	    --output_dir $(OUT)-tune/lr-$$lr --learning_rate $$lr --num_train_epochs $(or $(EPOCHS),2) \
-	    --lr_scheduler_type constant_with_warmup --save_strategy epoch --save_total_limit 100 --eval_strategy no \
-	    --plots False --overwrite_output_dir $(ARGS) || exit 1; \
-	  for checkpoint in $(OUT)-tune/lr-$$lr/checkpoint-*; do \
-	    python eval.py --model_name_or_path $$checkpoint --dataset $(DATA_OUT) --split validation $(SPIDER_EVAL) \
-	      --general_eval False --output_dir $$checkpoint/eval $(TUNE_EVAL_ARGS) || exit 1; \
-	  done; \
-	done
-	python eval.py --summarize_runs $(OUT)-tune --summary_metric sql_execution_match \
-		--recipe examples/spider/recipe.yaml --best_recipe $(OUT)-tune/best.yaml
+	$(call tune_by_checkpoint,examples/spider/recipe.yaml,2,validation,$(SPIDER_EVAL) --general_eval False,\
+		sql_execution_match)
