@@ -240,17 +240,21 @@ def test_make_puts_an_accelerate_config_under_the_node_flags():
     assert make_launcher() == ["python"]
 
 
-def start_node(rank, port, model, data, output_dir, *extra, processes=1):
-    """One node's launcher, in a session of its own (so that the whole node can be killed), output to files."""
-    launcher = make_launcher("NNODES=2", f"NODE_RANK={rank}", "MASTER_ADDR=127.0.0.1", f"MASTER_PORT={port}")
+def start_node(rank, port, model, data, output_dir, *extra):
+    """One node's training launcher, output to OUTPUT_DIR-node<rank>.log."""
     flags = ["--model_name_or_path", model, "--dataset_name", data, "--output_dir", output_dir, "--max_steps", "4",
              "--per_device_train_batch_size", "2", "--logging_steps", "1", "--max_length", "64",
              "--learning_rate", "1e-3", "--seed", "3", "--save_strategy", "steps", "--save_steps", "2", "--use_peft",
              "--train_sampling_strategy", "sequential", "--lora_dropout", "0", *extra]  # launch()'s run, batch 2 x 2
-    log = Path(output_dir).parent / f"{Path(output_dir).name}-node{rank}.log"
+    return launch_node(rank, port, "sft.py", flags, Path(output_dir).parent / f"{Path(output_dir).name}-node{rank}.log")
+
+
+def launch_node(rank, port, script, flags, log):
+    """One node's launcher of `script`, in a session of its own (so that the whole node can be killed), output to log."""
+    launcher = make_launcher("NNODES=2", f"NODE_RANK={rank}", "MASTER_ADDR=127.0.0.1", f"MASTER_PORT={port}")
     with open(log, "w") as stream:
         process = subprocess.Popen(
-            [sys.executable, "-m", "accelerate.commands.launch", *launcher[2:], "sft.py", *map(str, flags)], cwd=ROOT,
+            [sys.executable, "-m", "accelerate.commands.launch", *launcher[2:], script, *map(str, flags)], cwd=ROOT,
             stdout=stream, stderr=subprocess.STDOUT, start_new_session=True, text=True,
             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"})
     process.log = log
@@ -329,12 +333,11 @@ def test_eval_on_two_nodes_splits_and_gathers_rows_in_order(nodes, tmp_path):
     single = run_script("eval.py", *flags, "--output_dir", tmp_path / "one", env={"OMP_NUM_THREADS": "1"})
     assert single.returncode == 0, single.stderr[-3000:]
     port = free_port()
-    nodes_ = [subprocess.Popen(
-        [sys.executable, "-m", "accelerate.commands.launch",
-         *make_launcher("NNODES=2", f"NODE_RANK={rank}", f"MASTER_PORT={port}")[2:], "eval.py", *map(str, flags),
-         "--output_dir", str(tmp_path / "two")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"}) for rank in (0, 1)]
-    outputs = [node.communicate(timeout=300)[0] for node in nodes_]
+    nodes_ = [launch_node(rank, port, "eval.py", [*flags, "--output_dir", tmp_path / "two"], tmp_path / f"eval-{rank}.log")
+              for rank in (0, 1)]
+    for node in nodes_:
+        node.wait(timeout=300)
+    outputs = [node.log.read_text() for node in nodes_]
     assert [node.returncode for node in nodes_] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     assert "2 processes share the 5 examples" in outputs[0]
     assert "| metric |" in outputs[0] and "| metric |" not in outputs[1]  # rank 0 alone prints and writes
