@@ -934,6 +934,17 @@ FINQA_CACHED_VERDICTS = {"too_long", "syntax_error", "too_deep", "blocked", "run
                          "checker_error", "wrong_answer"}
 
 
+def finqa_append_cache(path, lines):
+    """Append whole lines to the teacher cache, first ending a line an interrupted run left cut short (so the next
+    entry stays readable)."""
+    if not lines:
+        return
+    with open(path, "a", encoding="utf-8") as cache:
+        if cache.tell() and not finqa_ends_with_newline(path):
+            cache.write("\n")
+        cache.write("".join(lines))
+
+
 def finqa_read_cache(cache_path, model):
     """({id: response}, {id: (verdict, message)}) of the cache's lines for `model`. A line with a verdict is an answer
     an earlier run rejected (the last line of an id wins); a line that is no entry is a one-line warning."""
@@ -965,11 +976,7 @@ def finqa_record_verdicts(cache_path, model, responses, verdicts):
     lines = [json.dumps({"id": example_id, "model": model, "response": responses[example_id],
                          "verdict": verdict, "message": message}) + "\n"
              for example_id, (verdict, message) in verdicts.items() if verdict in FINQA_CACHED_VERDICTS]
-    if lines:
-        with open(cache_path, "a", encoding="utf-8") as cache:
-            if cache.tell() and not finqa_ends_with_newline(cache_path):
-                cache.write("\n")
-            cache.write("".join(lines))
+    finqa_append_cache(cache_path, lines)
 
 
 def finqa_teacher_codes(examples, args, cache_path):
@@ -991,31 +998,28 @@ def finqa_teacher_codes(examples, args, cache_path):
         client = OpenAI(base_url=getattr(args, "base_url", None), api_key=api_key, max_retries=0, timeout=timeout)
         os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
         pool = ThreadPoolExecutor(max(1, args.max_concurrency))
-        with open(cache_path, "a", encoding="utf-8") as cache:
-            if cache.tell() and not finqa_ends_with_newline(cache_path):
-                cache.write("\n")  # end a line an interrupted run left cut short, so the next answer stays readable
-            futures = {
-                pool.submit(finqa_ask_teacher, client, args.teacher_model, example["prompt"], args): example_id
-                for example_id, example in todo.items()
-            }
-            try:
-                for future in as_completed(futures):
-                    example_id = futures[future]
-                    try:
-                        response = future.result()
-                    except Exception as error:
-                        logger.warning("teacher failed for %s: %s", finqa_clean_text(example_id, 200),
-                                       finqa_clean_text((str(error).splitlines() or [""])[0], 200))
-                        continue
-                    cached[example_id] = response
-                    entry = {"id": example_id, "model": args.teacher_model, "response": response}
-                    cache.write(json.dumps(entry) + "\n")
-                    cache.flush()
-            except KeyboardInterrupt:
-                fail(f"interrupted; {len(cached)} teacher answers are in {cache_path}, run the same command to resume")
-            finally:
-                # Queued requests are cancelled, so an interrupt does not wait for (or pay for) the rest.
-                pool.shutdown(wait=False, cancel_futures=True)
+        futures = {
+            pool.submit(finqa_ask_teacher, client, args.teacher_model, example["prompt"], args): example_id
+            for example_id, example in todo.items()
+        }
+        try:
+            for future in as_completed(futures):
+                example_id = futures[future]
+                try:
+                    response = future.result()
+                except Exception as error:
+                    logger.warning("teacher failed for %s: %s", finqa_clean_text(example_id, 200),
+                                   finqa_clean_text((str(error).splitlines() or [""])[0], 200))
+                    continue
+                cached[example_id] = response
+                entry = {"id": example_id, "model": args.teacher_model, "response": response}
+                # each answer is on disk as soon as it arrives: an interrupted run loses none it paid for
+                finqa_append_cache(cache_path, [json.dumps(entry) + "\n"])
+        except KeyboardInterrupt:
+            fail(f"interrupted; {len(cached)} teacher answers are in {cache_path}, run the same command to resume")
+        finally:
+            # Queued requests are cancelled, so an interrupt does not wait for (or pay for) the rest.
+            pool.shutdown(wait=False, cancel_futures=True)
     codes = {example_id: finqa_extract_code(response) for example_id, response in cached.items()}
     return codes, cached, rejected
 
