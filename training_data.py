@@ -929,9 +929,10 @@ def finqa_ends_with_newline(path):
 
 
 # Verdicts the cache keeps: a program rejected for what it is. A timeout, memory or crashed verdict depends on the
-# limits and the machine, so that program runs again next time.
+# limits and the machine, and checker_error is our checker failing, not the program, so that program runs again next
+# time (a fixed checker may keep it).
 FINQA_CACHED_VERDICTS = {"too_long", "syntax_error", "too_deep", "blocked", "runtime_error", "no_ans", "non_finite",
-                         "checker_error", "wrong_answer"}
+                         "wrong_answer"}
 
 
 def finqa_append_cache(path, lines):
