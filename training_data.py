@@ -1034,7 +1034,6 @@ def add_finqa_arguments(parser):
     group.add_argument("--finqa_dir", help="Folder with FinQA train.json, dev.json, test.json (official format).")
     group.add_argument("--convfinqa_dir", help="Folder with ConvFinQA train.json, dev.json (test.json): official or "
                        "re-arranged (doc/dialogue) layout; one example per conversation turn.")
-    group.add_argument("--output_dir", default=None, help="FinQA: where train/dev/test.jsonl go (default data/finqa).")
     group.add_argument("--source", choices=["gold_program", "teacher"], default="gold_program",
                        help="FinQA: translate the gold program to Python (offline) or ask a teacher model.")
     group.add_argument("--context", choices=["full", "gold"], default="full",
@@ -1768,9 +1767,6 @@ def add_text2sql_arguments(parser):
                        help="--sql_data with --sql_database_dir: schema linking: add the N most frequent values of "
                        "every text column to the prompt (a 'Values:' line after the tables, still part of the "
                        "prefix shared by a database's questions).")
-    # the FinQA section may define --output_dir too; argparse refuses a second definition
-    if "--output_dir" not in parser._option_string_actions:
-        parser.add_argument("--output_dir", help="Folder for the prepared train.json and test.json.")
 
 
 def sql_prompt(context, question, values=""):
@@ -2333,8 +2329,6 @@ def add_tools_arguments(parser):
                        "answers with --tools_no_call_answer: requests the tools offered cannot serve.")
     group.add_argument("--tools_seed", type=int, default=42, help="--tools_data: seed for the held-out share, the "
                        "distractors and the no-call copies.")
-    if "--output_dir" not in parser._option_string_actions:
-        parser.add_argument("--output_dir", help="Folder for the prepared splits.")
 
 
 def type_arguments(text):
@@ -2706,6 +2700,8 @@ def prepare_tools(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", help="Folder for the prepared splits: FinQA's train/dev/test.jsonl (default "
+                        "data/finqa), --sql_data's <split>.json and --tools_data's <split>.jsonl (both need it).")
     add_finqa_arguments(parser)
     add_skills_arguments(parser)
     add_text2sql_arguments(parser)
