@@ -61,6 +61,10 @@ def write_text_atomic(path, text):
         raise
 
 
+def write_jsonl(path, rows):
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # FinQA / ConvFinQA (issue 3)
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1025,10 +1029,6 @@ def finqa_teacher_codes(examples, args, cache_path):
     return codes, cached, rejected
 
 
-def finqa_write_jsonl(path, rows):
-    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-
-
 def add_finqa_arguments(parser):
     group = parser.add_argument_group("FinQA / ConvFinQA")
     group.add_argument("--finqa_dir", help="Folder with FinQA train.json, dev.json, test.json (official format).")
@@ -1157,7 +1157,7 @@ def prepare_finqa(args):
             "source": example["source"],
         } for example in kept]
         path = os.path.join(output_dir, f"{split}.jsonl")
-        finqa_write_jsonl(path, rows)
+        write_jsonl(path, rows)
         dropped = ", ".join(f"{reason}={count}" for reason, count in drops.most_common()) or "none"
         logger.info("%s: kept %d of %d (dropped: %s) -> %s", split, len(kept), total, dropped, path)
 
@@ -1882,6 +1882,13 @@ def sql_fields(record, where):
          f"(Llama-2-SQL-Dataset); found: {found}")
 
 
+def held_out_indices(count, share, rng):
+    """A seeded share of range(count), the indices held out of training: the first of a shuffled order."""
+    order = list(range(count))
+    rng.shuffle(order)
+    return set(order[:round(count * share)])
+
+
 def sql_sample(records, limit, rng):
     if limit is None or len(records) <= limit:
         return records
@@ -1895,10 +1902,8 @@ def sql_held_out(records, name, args, rng):
     n_test = round(len(records) * args.sql_test_fraction)
     field, split = args.sql_group_by, args.sql_held_out_split
     if not field:
-        order = list(range(len(records)))
-        rng.shuffle(order)
         logger.info("held out %d of %d records as %s (--sql_test_fraction)", n_test, len(records), split)
-        return set(order[:n_test])
+        return held_out_indices(len(records), args.sql_test_fraction, rng)
     groups = {}
     for i, record in enumerate(records):
         if record.get(field) is None:
@@ -2681,10 +2686,8 @@ def prepare_tools(args):
     for split, (label, rows) in tools_sources(args.tools_data, schemas_path).items():
         splits[split] = convert_tools_rows(label, rows, args, schemas, drops)
     if set(splits) == {"train"} and args.tools_test_fraction:  # one file, or a hub set with a train split alone
-        order = list(range(len(splits["train"])))
-        random.Random(args.tools_seed).shuffle(order)
-        held = set(order[: round(len(order) * args.tools_test_fraction)])
         rows = splits.pop("train")
+        held = held_out_indices(len(rows), args.tools_test_fraction, random.Random(args.tools_seed))
         splits = {"train": [r for i, r in enumerate(rows) if i not in held],
                   "test": [r for i, r in enumerate(rows) if i in held]}
     splits = {split: mix_tools_rows(rows, split, args) for split, rows in splits.items()}
@@ -2692,7 +2695,7 @@ def prepare_tools(args):
         fail(f"--tools_data {source}: no row left to write ({sum(map(len, drops.values()))} dropped)")
     for split, rows in splits.items():
         path = Path(args.output_dir) / f"{split}.jsonl"
-        write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        write_jsonl(path, rows)
         logger.info("%s: %d records -> %s", split, len(rows), path)
     for reason, places in sorted(drops.items(), key=lambda item: -len(item[1])):
         logger.info("dropped %d rows: %s (e.g. %s)", len(places), reason, ", ".join(places[:TOOLS_DROP_EXAMPLES]))
