@@ -65,6 +65,48 @@ def write_jsonl(path, rows):
     write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
+def read_json_rows(path, json_list=None):
+    """[(number, where, record)] of a JSON list (where 'PATH record N', N from 1; {"data": [...]} is its list) or a
+    JSON Lines file (where 'PATH:LINE'); json_list None: a list when the text starts with '['. Bad JSON is a one-line
+    error naming its line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        fail(f"{path}: not UTF-8 text (byte {error.start}); save it as UTF-8")
+    if json_list is None:  # a JSON Lines record is an object, so "[" can only open a JSON list
+        json_list = text.lstrip().startswith("[")
+    if json_list:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            fail(f"{path}:{error.lineno}: invalid JSON ({error.msg}); fix the file (a list of records)")
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            data = data["data"]
+        if not isinstance(data, list):
+            fail(f"{path}: expected a JSON list of records, found {type(data).__name__}")
+        return [(number, f"{path} record {number}", record) for number, record in enumerate(data, 1)]
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append((number, f"{path}:{number}", json.loads(line)))
+            except json.JSONDecodeError as error:
+                fail(f"{path}:{number}: invalid JSON line ({error.msg}); fix or remove that line")
+    return rows
+
+
+def load_hub_dataset(name, flag):
+    """A hub dataset's splits (DatasetDict), or a one-line error naming `flag`; offline runs need it in the cache."""
+    try:
+        from datasets import load_dataset
+
+        return load_dataset(name)
+    except Exception as error:  # network, cache and format errors all end here
+        fail(f"{flag} {name}: cannot load it from the hub ({type(error).__name__}: "
+             f"{(str(error).splitlines() or [''])[0]}); check the name, the network or HF_HUB_OFFLINE with a filled "
+             "cache")
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # FinQA / ConvFinQA (issue 3)
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1799,36 +1841,12 @@ def read_sql_file(path):
         except Exception as error:  # pandas raises many types for unreadable files
             fail(f"{path}: cannot read {suffix[1:]} file: {error}")
         return frame.to_dict("records")
-    text = path.read_text(encoding="utf-8")
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            fail(f"{path}:{error.lineno}: invalid JSON ({error.msg}); expected a list of records")
-        if isinstance(data, dict) and isinstance(data.get("data"), list):
-            data = data["data"]
-        if not isinstance(data, list):
-            fail(f"{path}: expected a JSON list of records, found {type(data).__name__}")
-        return data
-    records = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                fail(f"{path}:{number}: invalid JSON line ({error.msg})")
-    return records
+    return [record for _, _, record in read_json_rows(path, json_list=suffix == ".json")]
 
 
 def load_sql_hub(name, split, test_split):
     """(train records, test records or None) from a hub dataset; offline runs need it in the local cache."""
-    try:
-        from datasets import load_dataset
-
-        dataset = load_dataset(name)
-    except Exception as error:  # network, cache and format errors all end here
-        fail(f"cannot load hub dataset '{name}': {str(error).splitlines()[0] if str(error) else type(error).__name__} "
-             "(check the name, the network or HF_HUB_OFFLINE with a filled cache)")
+    dataset = load_hub_dataset(name, "--sql_data")
     if split not in dataset:
         fail(f"hub dataset '{name}' has no split '{split}'; splits: {', '.join(dataset)} (use --sql_split)")
     if test_split and test_split not in dataset:
@@ -2517,8 +2535,7 @@ def sealtools_record(record, args, schemas):
 def read_sealtools_schemas(path):
     """tool.jsonl -> {api_name: function schema, or the drop reason of the rows that call it}."""
     schemas = {}
-    for number, record in read_tools_file(path):
-        where = f"{path}:{number}"
+    for _, where, record in read_tools_file(path):
         name = record.get("api_name")
         if not isinstance(name, str) or not name.strip():
             fail(f"{where}: no api_name; every line of the tool file names its function")
@@ -2534,25 +2551,12 @@ def read_sealtools_schemas(path):
 
 
 def read_tools_file(path):
-    """[(line number or record number, record)] of a .json list or a .jsonl file, naming the line of bad JSON."""
-    text = Path(path).read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        try:
-            records = list(enumerate(json.loads(text), 1))
-        except json.JSONDecodeError as error:
-            fail(f"{path}:{error.lineno}: invalid JSON ({error.msg}); fix the file")
-    else:
-        records = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append((number, json.loads(line)))
-                except json.JSONDecodeError as error:
-                    fail(f"{path}:{number}: invalid JSON line ({error.msg}); fix or remove that line")
-    for number, record in records:
+    """read_json_rows of a .json list or a .jsonl file (told apart by the first character), every record an object."""
+    rows = read_json_rows(path)
+    for _, where, record in rows:
         if not isinstance(record, dict):
-            fail(f"{path}:{number}: a JSON {type(record).__name__}, not an object with named fields")
-    return records
+            fail(f"{where}: a JSON {type(record).__name__}, not an object with named fields")
+    return rows
 
 
 def tools_layout(record, path, wanted):
@@ -2587,12 +2591,11 @@ def convert_tools_record(record, layout, args, schemas):
 
 def convert_tools_rows(label, rows, args, schemas, drops):
     """The rows of one split as OpenAI records (call arguments as JSON strings, OpenAI's own form) with their ids."""
-    layout = tools_layout(rows[0][1], label, args.tools_format) if rows else args.tools_format
+    layout = tools_layout(rows[0][2], label, args.tools_format) if rows else args.tools_format
     if layout == "sealtools" and schemas is None:
         fail(f"{label}: Seal-Tools rows need their tool.jsonl: put it beside the file or give --tools_schemas")
     converted = []
-    for number, record in rows:
-        where = f"{label}:{number}"
+    for number, where, record in rows:
         try:
             messages, tools = convert_tools_record(record, layout, args, schemas)
         except ToolsRowDropped as reason:
@@ -2642,8 +2645,8 @@ def mix_tools_rows(rows, split, args):
 
 
 def tools_sources(name, schemas_path):
-    """{split: (label, [(row number, record)])}: a folder's .json/.jsonl files by name (not the schema file), one
-    file as train, or a hub dataset's splits (offline runs need it in the local cache)."""
+    """{split: (label, [(row number, where, record)])}: a folder's .json/.jsonl files by name (not the schema file),
+    one file as train, or a hub dataset's splits (offline runs need it in the local cache)."""
     source = Path(name)
     if source.is_file():
         return {"train": (str(source), read_tools_file(source))}
@@ -2655,14 +2658,9 @@ def tools_sources(name, schemas_path):
     if source.suffix in TOOLS_FILE_SUFFIXES or name.startswith((".", "/")) or name.count("/") != 1:
         fail(f"--tools_data {name}: no such file or folder (or give a hub name like "
              "Salesforce/xlam-function-calling-60k)")
-    try:
-        from datasets import load_dataset
-
-        dataset = load_dataset(name)
-    except Exception as error:  # network, cache and format errors all end here
-        fail(f"--tools_data {name}: cannot load it from the hub ({type(error).__name__}: "
-             f"{str(error).splitlines()[0] if str(error) else ''}); check the name, the network or the cache")
-    return {split: (f"{name}[{split}]", list(enumerate(dataset[split], 1))) for split in dataset}
+    dataset = load_hub_dataset(name, "--tools_data")
+    return {split: (f"{name}[{split}]", [(number, f"{name}[{split}] record {number}", record)
+                                        for number, record in enumerate(dataset[split], 1)]) for split in dataset}
 
 
 def prepare_tools(args):

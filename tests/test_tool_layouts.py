@@ -230,6 +230,19 @@ def test_bad_rows_fail_with_one_line_naming_file_and_row(tmp_path, lines, schema
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("second,message", [
+    (xlam_row(tools="[]"),
+     "record 2: the row calls functions but gives no tool schema; add the functions' schemas to its tools"),
+    (["not", "an object"], "record 2: a JSON list, not an object with named fields"),
+])
+def test_a_json_list_names_its_bad_record_by_number_not_by_line(tmp_path, second, message):
+    data = tmp_path / "train.json"
+    data.write_text(json.dumps([xlam_row(), second], indent=1))  # record 2 starts on line 8: a line would mislead
+    with pytest.raises(SystemExit) as stop:
+        td.main(["--tools_data", str(data), "--output_dir", str(tmp_path / "out")])
+    assert str(stop.value.code) == f"error: {data} {message}"
+
+
 def test_a_tool_file_line_without_a_name_fails_naming_it(tmp_path):
     (tmp_path / "tool.jsonl").write_text(json.dumps({"api_description": "no name", "parameters": {}}) + "\n")
     (tmp_path / "train.jsonl").write_text(sealtools_row() + "\n")
