@@ -1863,25 +1863,24 @@ def sql_record(record, where):
     converted = sql_fields(record, where)
     if record.get("db_id") is not None:
         converted["db_id"] = str(record["db_id"])
-        # Spider's queries are written with two spaces around operators ("age  >  56"): tokens a model would learn
-        # and generate for nothing
-        converted["completion"] = sql_single_spaces(converted["completion"])
     return converted
 
 
 def sql_single_spaces(sql):
-    """Runs of white space outside quoted strings and names as one space."""
-    parts = re.split(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")""", sql)
+    """Runs of white space outside quoted strings and names as one space. Spider's queries are written with two spaces
+    around operators ("age  >  56"), and Spider's questions reach sets without a db_id (sql-create-context): tokens a
+    model would learn and generate for nothing."""
+    parts = re.split(r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\])""", sql)
     return "".join(part if i % 2 else re.sub(r"\s+", " ", part) for i, part in enumerate(parts)).strip()
 
 
 def sql_fields(record, where):
     if all(isinstance(record.get(key), str) for key in ("question", "context", "answer")):
-        context, question, answer = record["context"], record["question"], record["answer"]
-        return {"prompt": sql_prompt(context, question), "completion": answer.strip(), "context": context,
+        context, question, answer = record["context"], record["question"], sql_single_spaces(record["answer"])
+        return {"prompt": sql_prompt(context, question), "completion": answer, "context": context,
                 "question": question}
     if all(isinstance(record.get(key), str) for key in ("input", "output")):
-        text, answer = record["input"], record["output"]
+        text, answer = record["input"], sql_single_spaces(record["output"])
         sections = sql_sections(text)
         context = sql_create_statements(text)
         # rebuild our own short prompt when the built one can be taken apart, so both training stages see one format
@@ -1892,9 +1891,9 @@ def sql_fields(record, where):
         else:
             question = None
         if context and question:
-            return {"prompt": sql_prompt(context, question), "completion": answer.strip(), "context": context,
+            return {"prompt": sql_prompt(context, question), "completion": answer, "context": context,
                     "question": question}
-        return {"prompt": text.rstrip(), "completion": answer.strip(), "context": context}
+        return {"prompt": text.rstrip(), "completion": answer, "context": context}
     found = ", ".join(sorted(map(str, record))) or "none"
     fail(f"{where}: needs string fields question, context, answer (sql-create-context) or input, output "
          f"(Llama-2-SQL-Dataset); found: {found}")

@@ -596,3 +596,29 @@ def test_convert_keeps_the_db_id(tmp_path):
     write(tmp_path / "test.json", [record])
     td.main(["--sql_data", str(tmp_path / "train.json"), "--output_dir", str(tmp_path / "out")])
     assert json.loads((tmp_path / "out" / "test.json").read_text())[0]["db_id"] == "shop"
+
+
+@pytest.mark.parametrize("fields", [
+    {"question": "Heads older than 56 from Los  Angeles?", "context": SCHEMA},  # sql-create-context: no db_id
+    {"question": "Heads older than 56 from Los  Angeles?", "context": SCHEMA, "db_id": "heads"},  # Spider
+    {"input": f"### Instruction: Heads older than 56?\n### Context: {SCHEMA}\n### Input: Heads older than 56?"},
+])
+def test_every_sql_completion_gets_single_spaces_outside_quotes(tmp_path, fields):
+    # Spider's "age  >  56" spacing also reaches sets without a db_id; quoted text is data and keeps its spaces
+    query = "SELECT  name\n  FROM head\tWHERE age  >  56 AND born_state = 'Los  Angeles' AND \"born  state\" != ''  "
+    answer = "answer" if "question" in fields else "output"
+    write(tmp_path / "train.json", [{**fields, answer: query}] * 2)
+    write(tmp_path / "test.json", [{**fields, answer: query}])
+    td.main(["--sql_data", str(tmp_path / "train.json"), "--output_dir", str(tmp_path / "out")])
+    completion = json.loads((tmp_path / "out" / "test.json").read_text())[0]["completion"]
+    assert completion == ("SELECT name FROM head WHERE age > 56 AND born_state = 'Los  Angeles' AND \"born  state\" "
+                          "!= ''")
+
+
+@pytest.mark.parametrize("sql,expected", [
+    ("SELECT  'a  b' ,  \"c  d\"", "SELECT 'a  b' , \"c  d\""),
+    ("SELECT 'it''s  here'  FROM  t", "SELECT 'it''s  here' FROM t"),  # an escaped quote does not end the string
+    ("SELECT `my  col`,  [other  col]  FROM t", "SELECT `my  col`, [other  col] FROM t"),  # SQLite's quoted names
+])
+def test_single_spaces_keep_whitespace_inside_quoted_literals_and_names(sql, expected):
+    assert td.sql_single_spaces(sql) == expected
