@@ -65,6 +65,31 @@ def write_jsonl(path, rows):
     write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
+# Split files a data step owns by name in its --output_dir: eval.py reads test and test_* (e.g.
+# test_unseen_functions), tuning reads dev or validation, and sft.py every split of the folder.
+SPLIT_FILE_STEM = re.compile(r"train|validation|valid|dev|eval|test|test_\w+")
+
+
+def remove_stale_splits(output_dir, written, suffix, inputs):
+    """Remove the split files (SPLIT_FILE_STEM + suffix) an earlier run left in output_dir and this run did not write,
+    so that eval never reads an old test set beside new data; in a folder that holds an input, only a warning."""
+    output_dir = Path(output_dir).resolve()
+    written = {Path(path).resolve() for path in written}
+    stale = [path for path in sorted(output_dir.glob(f"*{suffix}"))
+             if SPLIT_FILE_STEM.fullmatch(path.stem) and path.resolve() not in written]
+    if not stale:
+        return
+    names = ", ".join(path.name for path in stale)
+    sources = [Path(path).resolve() for path in inputs if path]
+    if any(output_dir == (source if source.is_dir() else source.parent) for source in sources):
+        logger.warning("%s: %s not written by this run but left there: the folder holds this run's input (give "
+                       "another --output_dir)", output_dir, names)
+        return
+    for path in stale:
+        path.unlink()
+    logger.info("%s: removed %s, split files of an earlier run that this run did not write", output_dir, names)
+
+
 def read_json_rows(path, json_list=None):
     """[(number, where, record)] of a JSON list (where 'PATH record N', N from 1; {"data": [...]} is its list) or a
     JSON Lines file (where 'PATH:LINE'); json_list None: a list when the text starts with '['. Bad JSON is a one-line
@@ -2162,6 +2187,8 @@ def prepare_text2sql(args):
     output_dir = Path(args.output_dir)
     for split, records in splits.items():
         write_text_atomic(output_dir / f"{split}.json", json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+    remove_stale_splits(output_dir, [output_dir / f"{split}.json" for split in splits], ".json",
+                        [args.sql_data, args.sql_test_data])
     everything = [r for records in splits.values() for r in records]
     rebuilt = sum("question" in r for r in everything)
     logger.info("wrote %s to %s (%d with our prompt, %d with the source's prompt)",
@@ -2694,6 +2721,8 @@ def prepare_tools(args):
         path = Path(args.output_dir) / f"{split}.jsonl"
         write_jsonl(path, rows)
         logger.info("%s: %d records -> %s", split, len(rows), path)
+    remove_stale_splits(args.output_dir, [Path(args.output_dir) / f"{split}.jsonl" for split in splits], ".jsonl",
+                        [args.tools_data, args.tools_schemas])
     for reason, places in sorted(drops.items(), key=lambda item: -len(item[1])):
         logger.info("dropped %d rows: %s (e.g. %s)", len(places), reason, ", ".join(places[:TOOLS_DROP_EXAMPLES]))
 

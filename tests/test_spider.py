@@ -77,6 +77,16 @@ def test_the_data_step_never_trains_on_a_validation_database(tmp_path, seed):
     assert len(questions) == 36 and set(questions.values()) == {1}
 
 
+def test_a_rerun_without_the_validation_split_removes_its_stale_file(tmp_path, caplog):
+    folder, out = spider_folder(tmp_path / "spider", dev=["museum"]), tmp_path / "out"
+    assert set(prepare(folder, out)) == {"train", "validation", "test"}
+    (out / "notes.json").write_text("{}")  # not a split name: never ours to remove
+    with caplog.at_level("INFO", logger="training_data"):
+        td.main(["--sql_data", str(folder), "--output_dir", str(out)])  # test from dev.json, nothing held out
+    assert sorted(path.name for path in out.iterdir()) == ["notes.json", "test.json", "train.json"]
+    assert f"{out}: removed validation.json, split files of an earlier run that this run did not write" in caplog.text
+
+
 def test_sample_values_link_the_schema_to_the_data(tmp_path):
     splits = prepare(spider_folder(tmp_path / "spider"), tmp_path / "out", "--sql_sample_values", 1)
     record = splits["train"][0]

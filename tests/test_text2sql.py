@@ -622,3 +622,26 @@ def test_every_sql_completion_gets_single_spaces_outside_quotes(tmp_path, fields
 ])
 def test_single_spaces_keep_whitespace_inside_quoted_literals_and_names(sql, expected):
     assert td.sql_single_spaces(sql) == expected
+
+
+def test_a_rerun_removes_the_split_files_it_no_longer_writes(tmp_path, caplog):
+    records = [{"question": f"q{i}", "context": "CREATE TABLE t (a INTEGER)", "answer": f"SELECT {i} FROM t"}
+               for i in range(20)]
+    (tmp_path / "in").mkdir()
+    write(tmp_path / "in" / "train.json", records)
+    write(tmp_path / "in" / "test.json", records[:2])
+    out = tmp_path / "out"
+    td.main(["--sql_data", str(tmp_path / "in" / "train.json"), "--output_dir", str(out)])
+    for name in ("test_extra.json", "test.jsonl", "notes.json"):  # an older test set; another mode's; not a split
+        (out / name).write_text("[]")
+    write(tmp_path / "in" / "data.json", records)  # no sibling test file: a held-out validation split only
+    with caplog.at_level("INFO", logger="training_data"):
+        td.main(["--sql_data", str(tmp_path / "in" / "data.json"), "--sql_held_out_split", "validation",
+                 "--output_dir", str(out)])
+    assert sorted(path.name for path in out.iterdir()) == ["notes.json", "test.jsonl", "train.json", "validation.json"]
+    assert "removed test.json, test_extra.json, split files of an earlier run" in caplog.text
+    # the folder of the input: its files are never removed, only named
+    td.main(["--sql_data", str(tmp_path / "in" / "data.json"), "--sql_held_out_split", "validation",
+             "--output_dir", str(tmp_path / "in")])
+    assert (tmp_path / "in" / "test.json").is_file()
+    assert "test.json not written by this run but left there: the folder holds this run's input" in caplog.text

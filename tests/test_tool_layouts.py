@@ -166,6 +166,19 @@ def test_a_hub_dataset_with_a_train_split_alone_holds_out_test(tmp_path, monkeyp
         convert("no/such/place.jsonl", tmp_path)
     assert str(stop.value.code).startswith("error: --tools_data no/such/place.jsonl: no such file or folder")
 
+def test_a_rerun_removes_the_split_files_it_no_longer_writes(tmp_path, caplog):
+    rows = (LAYOUTS / "xlam.json").read_text()
+    (tmp_path / "in").mkdir()
+    for split in ("train", "test", "test_unseen_functions"):
+        (tmp_path / "in" / f"{split}.json").write_text(rows)
+    assert set(convert(tmp_path / "in", tmp_path / "out")) == {"train", "test", "test_unseen_functions"}
+    (tmp_path / "out" / "teacher_notes.jsonl").write_text("")  # not a split name: never ours to remove
+    with caplog.at_level(logging.INFO, logger="training_data"):
+        splits = convert(tmp_path / "in" / "train.json", tmp_path / "out", "--tools_test_fraction", 0)
+    assert set(splits) == {"train", "teacher_notes"}  # eval would have read the old test sets
+    assert "removed test.jsonl, test_unseen_functions.jsonl, split files of an earlier run" in caplog.text
+
+
 def test_rows_that_teach_a_wrong_call_are_dropped_and_counted(tmp_path, caplog):
     fact = {"name": "factorial", "parameters": {"n": {"type": "int", "default": ""}}}
     callback = {"name": "apply", "parameters": {"f": {"type": "Callable", "default": ""}}}
