@@ -1227,6 +1227,8 @@ def prepare_finqa(args):
         write_jsonl(path, rows)
         dropped = ", ".join(f"{reason}={count}" for reason, count in drops.most_common()) or "none"
         logger.info("%s: kept %d of %d (dropped: %s) -> %s", split, len(kept), total, dropped, path)
+    remove_stale_splits(output_dir, [os.path.join(output_dir, f"{split}.jsonl") for split in FINQA_SPLITS
+                                     if present[split]], ".jsonl", [args.finqa_dir, args.convfinqa_dir])
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -268,6 +268,18 @@ def test_bad_records_are_counted_drops(tmp_path, caplog):
     assert not (tmp_path / "out" / "dev.jsonl").exists()  # no dev.json given
 
 
+def test_a_rerun_without_a_split_removes_its_stale_file(tmp_path, caplog):
+    write_split(tmp_path / "finqa", "train", [RECORD])
+    write_split(tmp_path / "finqa", "dev", [RECORD])
+    td.prepare_finqa(finqa_args(tmp_path, finqa_dir=str(tmp_path / "finqa")))
+    (tmp_path / "finqa" / "dev.json").unlink()
+    (tmp_path / "out" / "teacher_cache.jsonl").write_text("")  # not a split: never removed
+    with caplog.at_level("INFO", logger="training_data"):
+        td.prepare_finqa(finqa_args(tmp_path, finqa_dir=str(tmp_path / "finqa")))
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["teacher_cache.jsonl", "train.jsonl"]
+    assert "removed dev.jsonl, split files of an earlier run that this run did not write" in caplog.text
+
+
 def test_missing_folder_is_a_one_line_error(tmp_path):
     with pytest.raises(SystemExit) as raised:
         td.prepare_finqa(finqa_args(tmp_path, finqa_dir=str(tmp_path / "nowhere")))
