@@ -66,8 +66,9 @@ def write_jsonl(path, rows):
 
 
 # Split files a data step owns by name in its --output_dir: eval.py reads test and test_* (e.g.
-# test_unseen_functions), tuning reads dev or validation, and sft.py every split of the folder.
-SPLIT_FILE_STEM = re.compile(r"train|validation|valid|dev|eval|test|test_\w+")
+# test_unseen_functions), and sft.py loads every file of the folder as a split, its validation by any of the names
+# sft.py:SPLIT_ALIASES gives it.
+SPLIT_FILE_STEM = re.compile(r"train|validation|valid|val|dev|eval|test|test_\w+")
 
 
 def remove_stale_splits(output_dir, written, suffix, inputs):
