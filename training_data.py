@@ -61,6 +61,78 @@ def write_text_atomic(path, text):
         raise
 
 
+def write_jsonl(path, rows):
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+# Split files a data step owns by name in its --output_dir: eval.py reads test and test_* (e.g.
+# test_unseen_functions), and sft.py loads every file of the folder as a split, its validation by any of the names
+# sft.py:SPLIT_ALIASES gives it.
+SPLIT_FILE_STEM = re.compile(r"train|validation|valid|val|dev|eval|test|test_\w+")
+
+
+def remove_stale_splits(output_dir, written, suffix, inputs):
+    """Remove the split files (SPLIT_FILE_STEM + suffix) an earlier run left in output_dir and this run did not write,
+    so that eval never reads an old test set beside new data; in a folder that holds an input, only a warning."""
+    output_dir = Path(output_dir).resolve()
+    written = {Path(path).resolve() for path in written}
+    stale = [path for path in sorted(output_dir.glob(f"*{suffix}"))
+             if SPLIT_FILE_STEM.fullmatch(path.stem) and path.resolve() not in written]
+    if not stale:
+        return
+    names = ", ".join(path.name for path in stale)
+    sources = [Path(path).resolve() for path in inputs if path]
+    if any(output_dir == (source if source.is_dir() else source.parent) for source in sources):
+        logger.warning("%s: %s not written by this run but left there: the folder holds this run's input (give "
+                       "another --output_dir)", output_dir, names)
+        return
+    for path in stale:
+        path.unlink()
+    logger.info("%s: removed %s, split files of an earlier run that this run did not write", output_dir, names)
+
+
+def read_json_rows(path, json_list=None):
+    """[(number, where, record)] of a JSON list (where 'PATH record N', N from 1; {"data": [...]} is its list) or a
+    JSON Lines file (where 'PATH:LINE'); json_list None: a list when the text starts with '['. Bad JSON is a one-line
+    error naming its line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        fail(f"{path}: not UTF-8 text (byte {error.start}); save it as UTF-8")
+    if json_list is None:  # a JSON Lines record is an object, so "[" can only open a JSON list
+        json_list = text.lstrip().startswith("[")
+    if json_list:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            fail(f"{path}:{error.lineno}: invalid JSON ({error.msg}); fix the file (a list of records)")
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            data = data["data"]
+        if not isinstance(data, list):
+            fail(f"{path}: expected a JSON list of records, found {type(data).__name__}")
+        return [(number, f"{path} record {number}", record) for number, record in enumerate(data, 1)]
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append((number, f"{path}:{number}", json.loads(line)))
+            except json.JSONDecodeError as error:
+                fail(f"{path}:{number}: invalid JSON line ({error.msg}); fix or remove that line")
+    return rows
+
+
+def load_hub_dataset(name, flag):
+    """A hub dataset's splits (DatasetDict), or a one-line error naming `flag`; offline runs need it in the cache."""
+    try:
+        from datasets import load_dataset
+
+        return load_dataset(name)
+    except Exception as error:  # network, cache and format errors all end here
+        fail(f"{flag} {name}: cannot load it from the hub ({type(error).__name__}: "
+             f"{(str(error).splitlines() or [''])[0]}); check the name, the network or HF_HUB_OFFLINE with a filled "
+             "cache")
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # FinQA / ConvFinQA (issue 3)
 # ---------------------------------------------------------------------------------------------------------------------
@@ -929,9 +1001,21 @@ def finqa_ends_with_newline(path):
 
 
 # Verdicts the cache keeps: a program rejected for what it is. A timeout, memory or crashed verdict depends on the
-# limits and the machine, so that program runs again next time.
+# limits and the machine, and checker_error is our checker failing, not the program, so that program runs again next
+# time (a fixed checker may keep it).
 FINQA_CACHED_VERDICTS = {"too_long", "syntax_error", "too_deep", "blocked", "runtime_error", "no_ans", "non_finite",
-                         "checker_error", "wrong_answer"}
+                         "wrong_answer"}
+
+
+def finqa_append_cache(path, lines):
+    """Append whole lines to the teacher cache, first ending a line an interrupted run left cut short (so the next
+    entry stays readable)."""
+    if not lines:
+        return
+    with open(path, "a", encoding="utf-8") as cache:
+        if cache.tell() and not finqa_ends_with_newline(path):
+            cache.write("\n")
+        cache.write("".join(lines))
 
 
 def finqa_read_cache(cache_path, model):
@@ -965,11 +1049,7 @@ def finqa_record_verdicts(cache_path, model, responses, verdicts):
     lines = [json.dumps({"id": example_id, "model": model, "response": responses[example_id],
                          "verdict": verdict, "message": message}) + "\n"
              for example_id, (verdict, message) in verdicts.items() if verdict in FINQA_CACHED_VERDICTS]
-    if lines:
-        with open(cache_path, "a", encoding="utf-8") as cache:
-            if cache.tell() and not finqa_ends_with_newline(cache_path):
-                cache.write("\n")
-            cache.write("".join(lines))
+    finqa_append_cache(cache_path, lines)
 
 
 def finqa_teacher_codes(examples, args, cache_path):
@@ -991,37 +1071,30 @@ def finqa_teacher_codes(examples, args, cache_path):
         client = OpenAI(base_url=getattr(args, "base_url", None), api_key=api_key, max_retries=0, timeout=timeout)
         os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
         pool = ThreadPoolExecutor(max(1, args.max_concurrency))
-        with open(cache_path, "a", encoding="utf-8") as cache:
-            if cache.tell() and not finqa_ends_with_newline(cache_path):
-                cache.write("\n")  # end a line an interrupted run left cut short, so the next answer stays readable
-            futures = {
-                pool.submit(finqa_ask_teacher, client, args.teacher_model, example["prompt"], args): example_id
-                for example_id, example in todo.items()
-            }
-            try:
-                for future in as_completed(futures):
-                    example_id = futures[future]
-                    try:
-                        response = future.result()
-                    except Exception as error:
-                        logger.warning("teacher failed for %s: %s", finqa_clean_text(example_id, 200),
-                                       finqa_clean_text((str(error).splitlines() or [""])[0], 200))
-                        continue
-                    cached[example_id] = response
-                    entry = {"id": example_id, "model": args.teacher_model, "response": response}
-                    cache.write(json.dumps(entry) + "\n")
-                    cache.flush()
-            except KeyboardInterrupt:
-                fail(f"interrupted; {len(cached)} teacher answers are in {cache_path}, run the same command to resume")
-            finally:
-                # Queued requests are cancelled, so an interrupt does not wait for (or pay for) the rest.
-                pool.shutdown(wait=False, cancel_futures=True)
+        futures = {
+            pool.submit(finqa_ask_teacher, client, args.teacher_model, example["prompt"], args): example_id
+            for example_id, example in todo.items()
+        }
+        try:
+            for future in as_completed(futures):
+                example_id = futures[future]
+                try:
+                    response = future.result()
+                except Exception as error:
+                    logger.warning("teacher failed for %s: %s", finqa_clean_text(example_id, 200),
+                                   finqa_clean_text((str(error).splitlines() or [""])[0], 200))
+                    continue
+                cached[example_id] = response
+                entry = {"id": example_id, "model": args.teacher_model, "response": response}
+                # each answer is on disk as soon as it arrives: an interrupted run loses none it paid for
+                finqa_append_cache(cache_path, [json.dumps(entry) + "\n"])
+        except KeyboardInterrupt:
+            fail(f"interrupted; {len(cached)} teacher answers are in {cache_path}, run the same command to resume")
+        finally:
+            # Queued requests are cancelled, so an interrupt does not wait for (or pay for) the rest.
+            pool.shutdown(wait=False, cancel_futures=True)
     codes = {example_id: finqa_extract_code(response) for example_id, response in cached.items()}
     return codes, cached, rejected
-
-
-def finqa_write_jsonl(path, rows):
-    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def add_finqa_arguments(parser):
@@ -1029,7 +1102,6 @@ def add_finqa_arguments(parser):
     group.add_argument("--finqa_dir", help="Folder with FinQA train.json, dev.json, test.json (official format).")
     group.add_argument("--convfinqa_dir", help="Folder with ConvFinQA train.json, dev.json (test.json): official or "
                        "re-arranged (doc/dialogue) layout; one example per conversation turn.")
-    group.add_argument("--output_dir", default=None, help="FinQA: where train/dev/test.jsonl go (default data/finqa).")
     group.add_argument("--source", choices=["gold_program", "teacher"], default="gold_program",
                        help="FinQA: translate the gold program to Python (offline) or ask a teacher model.")
     group.add_argument("--context", choices=["full", "gold"], default="full",
@@ -1153,9 +1225,11 @@ def prepare_finqa(args):
             "source": example["source"],
         } for example in kept]
         path = os.path.join(output_dir, f"{split}.jsonl")
-        finqa_write_jsonl(path, rows)
+        write_jsonl(path, rows)
         dropped = ", ".join(f"{reason}={count}" for reason, count in drops.most_common()) or "none"
         logger.info("%s: kept %d of %d (dropped: %s) -> %s", split, len(kept), total, dropped, path)
+    remove_stale_splits(output_dir, [os.path.join(output_dir, f"{split}.jsonl") for split in FINQA_SPLITS
+                                     if present[split]], ".jsonl", [args.finqa_dir, args.convfinqa_dir])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1763,9 +1837,6 @@ def add_text2sql_arguments(parser):
                        help="--sql_data with --sql_database_dir: schema linking: add the N most frequent values of "
                        "every text column to the prompt (a 'Values:' line after the tables, still part of the "
                        "prefix shared by a database's questions).")
-    # the FinQA section may define --output_dir too; argparse refuses a second definition
-    if "--output_dir" not in parser._option_string_actions:
-        parser.add_argument("--output_dir", help="Folder for the prepared train.json and test.json.")
 
 
 def sql_prompt(context, question, values=""):
@@ -1798,36 +1869,12 @@ def read_sql_file(path):
         except Exception as error:  # pandas raises many types for unreadable files
             fail(f"{path}: cannot read {suffix[1:]} file: {error}")
         return frame.to_dict("records")
-    text = path.read_text(encoding="utf-8")
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            fail(f"{path}:{error.lineno}: invalid JSON ({error.msg}); expected a list of records")
-        if isinstance(data, dict) and isinstance(data.get("data"), list):
-            data = data["data"]
-        if not isinstance(data, list):
-            fail(f"{path}: expected a JSON list of records, found {type(data).__name__}")
-        return data
-    records = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                fail(f"{path}:{number}: invalid JSON line ({error.msg})")
-    return records
+    return [record for _, _, record in read_json_rows(path, json_list=suffix == ".json")]
 
 
 def load_sql_hub(name, split, test_split):
     """(train records, test records or None) from a hub dataset; offline runs need it in the local cache."""
-    try:
-        from datasets import load_dataset
-
-        dataset = load_dataset(name)
-    except Exception as error:  # network, cache and format errors all end here
-        fail(f"cannot load hub dataset '{name}': {str(error).splitlines()[0] if str(error) else type(error).__name__} "
-             "(check the name, the network or HF_HUB_OFFLINE with a filled cache)")
+    dataset = load_hub_dataset(name, "--sql_data")
     if split not in dataset:
         fail(f"hub dataset '{name}' has no split '{split}'; splits: {', '.join(dataset)} (use --sql_split)")
     if test_split and test_split not in dataset:
@@ -1844,25 +1891,24 @@ def sql_record(record, where):
     converted = sql_fields(record, where)
     if record.get("db_id") is not None:
         converted["db_id"] = str(record["db_id"])
-        # Spider's queries are written with two spaces around operators ("age  >  56"): tokens a model would learn
-        # and generate for nothing
-        converted["completion"] = sql_single_spaces(converted["completion"])
     return converted
 
 
 def sql_single_spaces(sql):
-    """Runs of white space outside quoted strings and names as one space."""
-    parts = re.split(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")""", sql)
+    """Runs of white space outside quoted strings and names as one space. Spider's queries are written with two spaces
+    around operators ("age  >  56"), and Spider's questions reach sets without a db_id (sql-create-context): tokens a
+    model would learn and generate for nothing."""
+    parts = re.split(r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\])""", sql)
     return "".join(part if i % 2 else re.sub(r"\s+", " ", part) for i, part in enumerate(parts)).strip()
 
 
 def sql_fields(record, where):
     if all(isinstance(record.get(key), str) for key in ("question", "context", "answer")):
-        context, question, answer = record["context"], record["question"], record["answer"]
-        return {"prompt": sql_prompt(context, question), "completion": answer.strip(), "context": context,
+        context, question, answer = record["context"], record["question"], sql_single_spaces(record["answer"])
+        return {"prompt": sql_prompt(context, question), "completion": answer, "context": context,
                 "question": question}
     if all(isinstance(record.get(key), str) for key in ("input", "output")):
-        text, answer = record["input"], record["output"]
+        text, answer = record["input"], sql_single_spaces(record["output"])
         sections = sql_sections(text)
         context = sql_create_statements(text)
         # rebuild our own short prompt when the built one can be taken apart, so both training stages see one format
@@ -1873,12 +1919,19 @@ def sql_fields(record, where):
         else:
             question = None
         if context and question:
-            return {"prompt": sql_prompt(context, question), "completion": answer.strip(), "context": context,
+            return {"prompt": sql_prompt(context, question), "completion": answer, "context": context,
                     "question": question}
-        return {"prompt": text.rstrip(), "completion": answer.strip(), "context": context}
+        return {"prompt": text.rstrip(), "completion": answer, "context": context}
     found = ", ".join(sorted(map(str, record))) or "none"
     fail(f"{where}: needs string fields question, context, answer (sql-create-context) or input, output "
          f"(Llama-2-SQL-Dataset); found: {found}")
+
+
+def held_out_indices(count, share, rng):
+    """A seeded share of range(count), the indices held out of training: the first of a shuffled order."""
+    order = list(range(count))
+    rng.shuffle(order)
+    return set(order[:round(count * share)])
 
 
 def sql_sample(records, limit, rng):
@@ -1894,10 +1947,8 @@ def sql_held_out(records, name, args, rng):
     n_test = round(len(records) * args.sql_test_fraction)
     field, split = args.sql_group_by, args.sql_held_out_split
     if not field:
-        order = list(range(len(records)))
-        rng.shuffle(order)
         logger.info("held out %d of %d records as %s (--sql_test_fraction)", n_test, len(records), split)
-        return set(order[:n_test])
+        return held_out_indices(len(records), args.sql_test_fraction, rng)
     groups = {}
     for i, record in enumerate(records):
         if record.get(field) is None:
@@ -2139,6 +2190,8 @@ def prepare_text2sql(args):
     output_dir = Path(args.output_dir)
     for split, records in splits.items():
         write_text_atomic(output_dir / f"{split}.json", json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+    remove_stale_splits(output_dir, [output_dir / f"{split}.json" for split in splits], ".json",
+                        [args.sql_data, args.sql_test_data])
     everything = [r for records in splits.values() for r in records]
     rebuilt = sum("question" in r for r in everything)
     logger.info("wrote %s to %s (%d with our prompt, %d with the source's prompt)",
@@ -2328,8 +2381,6 @@ def add_tools_arguments(parser):
                        "answers with --tools_no_call_answer: requests the tools offered cannot serve.")
     group.add_argument("--tools_seed", type=int, default=42, help="--tools_data: seed for the held-out share, the "
                        "distractors and the no-call copies.")
-    if "--output_dir" not in parser._option_string_actions:
-        parser.add_argument("--output_dir", help="Folder for the prepared splits.")
 
 
 def type_arguments(text):
@@ -2513,8 +2564,7 @@ def sealtools_record(record, args, schemas):
 def read_sealtools_schemas(path):
     """tool.jsonl -> {api_name: function schema, or the drop reason of the rows that call it}."""
     schemas = {}
-    for number, record in read_tools_file(path):
-        where = f"{path}:{number}"
+    for _, where, record in read_tools_file(path):
         name = record.get("api_name")
         if not isinstance(name, str) or not name.strip():
             fail(f"{where}: no api_name; every line of the tool file names its function")
@@ -2530,25 +2580,12 @@ def read_sealtools_schemas(path):
 
 
 def read_tools_file(path):
-    """[(line number or record number, record)] of a .json list or a .jsonl file, naming the line of bad JSON."""
-    text = Path(path).read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        try:
-            records = list(enumerate(json.loads(text), 1))
-        except json.JSONDecodeError as error:
-            fail(f"{path}:{error.lineno}: invalid JSON ({error.msg}); fix the file")
-    else:
-        records = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append((number, json.loads(line)))
-                except json.JSONDecodeError as error:
-                    fail(f"{path}:{number}: invalid JSON line ({error.msg}); fix or remove that line")
-    for number, record in records:
+    """read_json_rows of a .json list or a .jsonl file (told apart by the first character), every record an object."""
+    rows = read_json_rows(path)
+    for _, where, record in rows:
         if not isinstance(record, dict):
-            fail(f"{path}:{number}: a JSON {type(record).__name__}, not an object with named fields")
-    return records
+            fail(f"{where}: a JSON {type(record).__name__}, not an object with named fields")
+    return rows
 
 
 def tools_layout(record, path, wanted):
@@ -2583,12 +2620,11 @@ def convert_tools_record(record, layout, args, schemas):
 
 def convert_tools_rows(label, rows, args, schemas, drops):
     """The rows of one split as OpenAI records (call arguments as JSON strings, OpenAI's own form) with their ids."""
-    layout = tools_layout(rows[0][1], label, args.tools_format) if rows else args.tools_format
+    layout = tools_layout(rows[0][2], label, args.tools_format) if rows else args.tools_format
     if layout == "sealtools" and schemas is None:
         fail(f"{label}: Seal-Tools rows need their tool.jsonl: put it beside the file or give --tools_schemas")
     converted = []
-    for number, record in rows:
-        where = f"{label}:{number}"
+    for number, where, record in rows:
         try:
             messages, tools = convert_tools_record(record, layout, args, schemas)
         except ToolsRowDropped as reason:
@@ -2638,8 +2674,8 @@ def mix_tools_rows(rows, split, args):
 
 
 def tools_sources(name, schemas_path):
-    """{split: (label, [(row number, record)])}: a folder's .json/.jsonl files by name (not the schema file), one
-    file as train, or a hub dataset's splits (offline runs need it in the local cache)."""
+    """{split: (label, [(row number, where, record)])}: a folder's .json/.jsonl files by name (not the schema file),
+    one file as train, or a hub dataset's splits (offline runs need it in the local cache)."""
     source = Path(name)
     if source.is_file():
         return {"train": (str(source), read_tools_file(source))}
@@ -2651,14 +2687,9 @@ def tools_sources(name, schemas_path):
     if source.suffix in TOOLS_FILE_SUFFIXES or name.startswith((".", "/")) or name.count("/") != 1:
         fail(f"--tools_data {name}: no such file or folder (or give a hub name like "
              "Salesforce/xlam-function-calling-60k)")
-    try:
-        from datasets import load_dataset
-
-        dataset = load_dataset(name)
-    except Exception as error:  # network, cache and format errors all end here
-        fail(f"--tools_data {name}: cannot load it from the hub ({type(error).__name__}: "
-             f"{str(error).splitlines()[0] if str(error) else ''}); check the name, the network or the cache")
-    return {split: (f"{name}[{split}]", list(enumerate(dataset[split], 1))) for split in dataset}
+    dataset = load_hub_dataset(name, "--tools_data")
+    return {split: (f"{name}[{split}]", [(number, f"{name}[{split}] record {number}", record)
+                                        for number, record in enumerate(dataset[split], 1)]) for split in dataset}
 
 
 def prepare_tools(args):
@@ -2682,10 +2713,8 @@ def prepare_tools(args):
     for split, (label, rows) in tools_sources(args.tools_data, schemas_path).items():
         splits[split] = convert_tools_rows(label, rows, args, schemas, drops)
     if set(splits) == {"train"} and args.tools_test_fraction:  # one file, or a hub set with a train split alone
-        order = list(range(len(splits["train"])))
-        random.Random(args.tools_seed).shuffle(order)
-        held = set(order[: round(len(order) * args.tools_test_fraction)])
         rows = splits.pop("train")
+        held = held_out_indices(len(rows), args.tools_test_fraction, random.Random(args.tools_seed))
         splits = {"train": [r for i, r in enumerate(rows) if i not in held],
                   "test": [r for i, r in enumerate(rows) if i in held]}
     splits = {split: mix_tools_rows(rows, split, args) for split, rows in splits.items()}
@@ -2693,14 +2722,18 @@ def prepare_tools(args):
         fail(f"--tools_data {source}: no row left to write ({sum(map(len, drops.values()))} dropped)")
     for split, rows in splits.items():
         path = Path(args.output_dir) / f"{split}.jsonl"
-        write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        write_jsonl(path, rows)
         logger.info("%s: %d records -> %s", split, len(rows), path)
+    remove_stale_splits(args.output_dir, [Path(args.output_dir) / f"{split}.jsonl" for split in splits], ".jsonl",
+                        [args.tools_data, args.tools_schemas])
     for reason, places in sorted(drops.items(), key=lambda item: -len(item[1])):
         logger.info("dropped %d rows: %s (e.g. %s)", len(places), reason, ", ".join(places[:TOOLS_DROP_EXAMPLES]))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", help="Folder for the prepared splits: FinQA's train/dev/test.jsonl (default "
+                        "data/finqa), --sql_data's <split>.json and --tools_data's <split>.jsonl (both need it).")
     add_finqa_arguments(parser)
     add_skills_arguments(parser)
     add_text2sql_arguments(parser)

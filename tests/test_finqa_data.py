@@ -268,6 +268,18 @@ def test_bad_records_are_counted_drops(tmp_path, caplog):
     assert not (tmp_path / "out" / "dev.jsonl").exists()  # no dev.json given
 
 
+def test_a_rerun_without_a_split_removes_its_stale_file(tmp_path, caplog):
+    write_split(tmp_path / "finqa", "train", [RECORD])
+    write_split(tmp_path / "finqa", "dev", [RECORD])
+    td.prepare_finqa(finqa_args(tmp_path, finqa_dir=str(tmp_path / "finqa")))
+    (tmp_path / "finqa" / "dev.json").unlink()
+    (tmp_path / "out" / "teacher_cache.jsonl").write_text("")  # not a split: never removed
+    with caplog.at_level("INFO", logger="training_data"):
+        td.prepare_finqa(finqa_args(tmp_path, finqa_dir=str(tmp_path / "finqa")))
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["teacher_cache.jsonl", "train.jsonl"]
+    assert "removed dev.jsonl, split files of an earlier run that this run did not write" in caplog.text
+
+
 def test_missing_folder_is_a_one_line_error(tmp_path):
     with pytest.raises(SystemExit) as raised:
         td.prepare_finqa(finqa_args(tmp_path, finqa_dir=str(tmp_path / "nowhere")))
@@ -401,3 +413,18 @@ def test_end_to_end_on_the_example_data(tmp_path, root):
     for op in ("add", "subtract", "multiply", "divide", "greater", "table_sum", "table_average", "table_max",
                "table_min"):
         assert operations[op] > 0, op
+
+
+def test_checker_error_is_not_kept_as_a_cached_verdict(tmp_path):
+    # checker_error means our checker failed, not the program: a rerun (with a fixed checker) runs it again
+    cache = tmp_path / "teacher_cache.jsonl"
+    verdicts = {"a": ("checker_error", "RecursionError: deep"), "b": ("wrong_answer", "ans=1, gold=2"),
+                "c": ("timeout", "no answer within 5s")}
+    td.finqa_record_verdicts(cache, "teacher", {"a": "ans = 1", "b": "ans = 1", "c": "ans = 1"}, verdicts)
+    assert [(entry["id"], entry["verdict"]) for entry in read_jsonl(cache)] == [("b", "wrong_answer")]
+    # an older cache's checker_error line is an answer to run again, not a rejection
+    with cache.open("a") as handle:
+        handle.write(json.dumps({"id": "a", "model": "teacher", "response": "ans = 1", "verdict": "checker_error",
+                                 "message": "RecursionError: deep"}) + "\n")
+    cached, rejected = td.finqa_read_cache(str(cache), "teacher")
+    assert set(cached) == {"a", "b"} and set(rejected) == {"b"}

@@ -2,6 +2,7 @@
 one prompt-prefix group (sft.py --group_by_prefix) and packing with several shared prefixes per batch."""
 
 import json
+import re
 import sqlite3
 from collections import Counter
 
@@ -77,6 +78,30 @@ def test_the_data_step_never_trains_on_a_validation_database(tmp_path, seed):
     assert len(questions) == 36 and set(questions.values()) == {1}
 
 
+def test_a_rerun_without_the_validation_split_removes_its_stale_file(tmp_path, caplog):
+    folder, out = spider_folder(tmp_path / "spider", dev=["museum"]), tmp_path / "out"
+    assert set(prepare(folder, out)) == {"train", "validation", "test"}
+    (out / "notes.json").write_text("{}")  # not a split name: never ours to remove
+    with caplog.at_level("INFO", logger="training_data"):
+        td.main(["--sql_data", str(folder), "--output_dir", str(out)])  # test from dev.json, nothing held out
+    assert sorted(path.name for path in out.iterdir()) == ["notes.json", "test.json", "train.json"]
+    assert f"{out}: removed validation.json, split files of an earlier run that this run did not write" in caplog.text
+
+
+def test_a_test_set_sharing_databases_with_train_is_reported(tmp_path, caplog):
+    folder = spider_folder(tmp_path / "spider")
+    (folder / "dev.json").write_text(json.dumps([{"db_id": db, "question": "How many items?",
+                                                  "query": "SELECT count(*) FROM item"} for db in ("shop", "zoo")]))
+    with caplog.at_level("WARNING", logger="training_data"):
+        splits = prepare(folder, tmp_path / "out", "--sql_test_fraction", 0.2)
+    trained = {r["db_id"] for r in splits["train"]}
+    shared = sorted(trained & {"shop", "zoo"})
+    assert shared and not trained & {r["db_id"] for r in splits["validation"]}  # the held-out split never shares
+    assert (f"test shares {len(shared)} db_id values with train (e.g. {shared[0]}): it does not measure unseen "
+            "groups") in caplog.text
+    assert "validation shares" not in caplog.text
+
+
 def test_sample_values_link_the_schema_to_the_data(tmp_path):
     splits = prepare(spider_folder(tmp_path / "spider"), tmp_path / "out", "--sql_sample_values", 1)
     record = splits["train"][0]
@@ -121,7 +146,7 @@ def test_bad_spider_folders_fail_with_one_line(tmp_path, damage, message):
         prepare(folder, tmp_path / "out")
     text = str(caught.value)
     assert text.startswith("error: ") and "\n" not in text
-    assert __import__("re").search(message, text), text
+    assert re.search(message, text), text
     assert not (tmp_path / "out").exists()
 
 

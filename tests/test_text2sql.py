@@ -596,3 +596,52 @@ def test_convert_keeps_the_db_id(tmp_path):
     write(tmp_path / "test.json", [record])
     td.main(["--sql_data", str(tmp_path / "train.json"), "--output_dir", str(tmp_path / "out")])
     assert json.loads((tmp_path / "out" / "test.json").read_text())[0]["db_id"] == "shop"
+
+
+@pytest.mark.parametrize("fields", [
+    {"question": "Heads older than 56 from Los  Angeles?", "context": SCHEMA},  # sql-create-context: no db_id
+    {"question": "Heads older than 56 from Los  Angeles?", "context": SCHEMA, "db_id": "heads"},  # Spider
+    {"input": f"### Instruction: Heads older than 56?\n### Context: {SCHEMA}\n### Input: Heads older than 56?"},
+])
+def test_every_sql_completion_gets_single_spaces_outside_quotes(tmp_path, fields):
+    # Spider's "age  >  56" spacing also reaches sets without a db_id; quoted text is data and keeps its spaces
+    query = "SELECT  name\n  FROM head\tWHERE age  >  56 AND born_state = 'Los  Angeles' AND \"born  state\" != ''  "
+    answer = "answer" if "question" in fields else "output"
+    write(tmp_path / "train.json", [{**fields, answer: query}] * 2)
+    write(tmp_path / "test.json", [{**fields, answer: query}])
+    td.main(["--sql_data", str(tmp_path / "train.json"), "--output_dir", str(tmp_path / "out")])
+    completion = json.loads((tmp_path / "out" / "test.json").read_text())[0]["completion"]
+    assert completion == ("SELECT name FROM head WHERE age > 56 AND born_state = 'Los  Angeles' AND \"born  state\" "
+                          "!= ''")
+
+
+@pytest.mark.parametrize("sql,expected", [
+    ("SELECT  'a  b' ,  \"c  d\"", "SELECT 'a  b' , \"c  d\""),
+    ("SELECT 'it''s  here'  FROM  t", "SELECT 'it''s  here' FROM t"),  # an escaped quote does not end the string
+    ("SELECT `my  col`,  [other  col]  FROM t", "SELECT `my  col`, [other  col] FROM t"),  # SQLite's quoted names
+])
+def test_single_spaces_keep_whitespace_inside_quoted_literals_and_names(sql, expected):
+    assert td.sql_single_spaces(sql) == expected
+
+
+def test_a_rerun_removes_the_split_files_it_no_longer_writes(tmp_path, caplog):
+    records = [{"question": f"q{i}", "context": "CREATE TABLE t (a INTEGER)", "answer": f"SELECT {i} FROM t"}
+               for i in range(20)]
+    (tmp_path / "in").mkdir()
+    write(tmp_path / "in" / "train.json", records)
+    write(tmp_path / "in" / "test.json", records[:2])
+    out = tmp_path / "out"
+    td.main(["--sql_data", str(tmp_path / "in" / "train.json"), "--output_dir", str(out)])
+    for name in ("test_extra.json", "test.jsonl", "notes.json"):  # an older test set; another mode's; not a split
+        (out / name).write_text("[]")
+    write(tmp_path / "in" / "data.json", records)  # no sibling test file: a held-out validation split only
+    with caplog.at_level("INFO", logger="training_data"):
+        td.main(["--sql_data", str(tmp_path / "in" / "data.json"), "--sql_held_out_split", "validation",
+                 "--output_dir", str(out)])
+    assert sorted(path.name for path in out.iterdir()) == ["notes.json", "test.jsonl", "train.json", "validation.json"]
+    assert "removed test.json, test_extra.json, split files of an earlier run" in caplog.text
+    # the folder of the input: its files are never removed, only named
+    td.main(["--sql_data", str(tmp_path / "in" / "data.json"), "--sql_held_out_split", "validation",
+             "--output_dir", str(tmp_path / "in")])
+    assert (tmp_path / "in" / "test.json").is_file()
+    assert "test.json not written by this run but left there: the folder holds this run's input" in caplog.text

@@ -166,6 +166,19 @@ def test_a_hub_dataset_with_a_train_split_alone_holds_out_test(tmp_path, monkeyp
         convert("no/such/place.jsonl", tmp_path)
     assert str(stop.value.code).startswith("error: --tools_data no/such/place.jsonl: no such file or folder")
 
+def test_a_rerun_removes_the_split_files_it_no_longer_writes(tmp_path, caplog):
+    rows = (LAYOUTS / "xlam.json").read_text()
+    (tmp_path / "in").mkdir()
+    for split in ("train", "test", "test_unseen_functions"):
+        (tmp_path / "in" / f"{split}.json").write_text(rows)
+    assert set(convert(tmp_path / "in", tmp_path / "out")) == {"train", "test", "test_unseen_functions"}
+    (tmp_path / "out" / "teacher_notes.jsonl").write_text("")  # not a split name: never ours to remove
+    with caplog.at_level(logging.INFO, logger="training_data"):
+        splits = convert(tmp_path / "in" / "train.json", tmp_path / "out", "--tools_test_fraction", 0)
+    assert set(splits) == {"train", "teacher_notes"}  # eval would have read the old test sets
+    assert "removed test.jsonl, test_unseen_functions.jsonl, split files of an earlier run" in caplog.text
+
+
 def test_rows_that_teach_a_wrong_call_are_dropped_and_counted(tmp_path, caplog):
     fact = {"name": "factorial", "parameters": {"n": {"type": "int", "default": ""}}}
     callback = {"name": "apply", "parameters": {"f": {"type": "Callable", "default": ""}}}
@@ -228,6 +241,19 @@ def test_bad_rows_fail_with_one_line_naming_file_and_row(tmp_path, lines, schema
     error = str(stop.value.code)
     assert "\n" not in error and error.startswith("error: " + message.format(data=data, schemas=tool_file)), error
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("second,message", [
+    (xlam_row(tools="[]"),
+     "record 2: the row calls functions but gives no tool schema; add the functions' schemas to its tools"),
+    (["not", "an object"], "record 2: a JSON list, not an object with named fields"),
+])
+def test_a_json_list_names_its_bad_record_by_number_not_by_line(tmp_path, second, message):
+    data = tmp_path / "train.json"
+    data.write_text(json.dumps([xlam_row(), second], indent=1))  # record 2 starts on line 8: a line would mislead
+    with pytest.raises(SystemExit) as stop:
+        td.main(["--tools_data", str(data), "--output_dir", str(tmp_path / "out")])
+    assert str(stop.value.code) == f"error: {data} {message}"
 
 
 def test_a_tool_file_line_without_a_name_fails_naming_it(tmp_path):
