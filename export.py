@@ -220,24 +220,36 @@ def load_trained(run_dir, adapter, dtype="float32", model_class=None):
         fail(f"could not load the model in {run_dir}: {str(error).splitlines()[0]}")
 
 
+def read_adapter(run_dir):
+    """The run's LoRA adapter config, None for a full model; any other adapter cannot be merged (one-line error)."""
+    adapter_file = run_dir / "adapter_config.json"
+    adapter = json.loads(adapter_file.read_text()) if adapter_file.exists() else None
+    if adapter is not None and adapter.get("peft_type") != "LORA":
+        fail(f"{adapter_file}: a {adapter.get('peft_type')} adapter cannot be merged into its base; only LoRA can")
+    return adapter
+
+
+def load_config(source):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        fail(f"could not load the config of {source}: {str(error).splitlines()[0]}")
+
+
 def write_merged(run_dir, overwrite=False):
     """--merge_only: the LoRA adapter merged into a full-precision copy of its base, in <run_dir>/merged (atomically)."""
-    run_dir, adapter_file = Path(run_dir), Path(run_dir) / "adapter_config.json"
-    if not adapter_file.exists():
+    run_dir = Path(run_dir)
+    adapter = read_adapter(run_dir)
+    if adapter is None:
         fail(f"{run_dir} holds no adapter (no adapter_config.json); --merge_only merges a finished sft.py --use_peft run")
-    adapter = json.loads(adapter_file.read_text())
-    if adapter.get("peft_type") != "LORA":
-        fail(f"{adapter_file}: a {adapter.get('peft_type')} adapter cannot be merged into its base; only LoRA can")
     target = run_dir / "merged"
     if target.exists() and not overwrite:
         fail(f"{target} already exists; pass --overwrite_output_dir to replace it")
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    base = resolve_model(adapter["base_model_name_or_path"])
-    try:
-        seq2seq = AutoConfig.from_pretrained(base).is_encoder_decoder
-    except (OSError, ValueError) as error:
-        fail(f"could not load the config of {base}: {str(error).splitlines()[0]}")
+    seq2seq = load_config(resolve_model(adapter["base_model_name_or_path"])).is_encoder_decoder
     model = load_trained(run_dir, adapter, model_class=AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM)
     tmp = Path(tempfile.mkdtemp(prefix=".merged-", dir=run_dir))
     try:
@@ -254,8 +266,7 @@ def write_merged(run_dir, overwrite=False):
 def export_gguf(run_dir, export_type="q8_0", overwrite=False):
     """Merge, write <run>/export/model-<type>.gguf and a Modelfile, check the file against the trained model."""
     run_dir = Path(run_dir)
-    adapter, config, target, pre = check_export(run_dir, export_type, overwrite)
-    tokenizer = load_tokenizer(str(run_dir))
+    adapter, config, target, pre, tokenizer = check_export(run_dir, export_type, overwrite)
     prompts, source = export_check_prompts(run_dir)
     model = load_trained(run_dir, adapter)
     reference = greedy_outputs(model, tokenizer, prompts)  # the model as trained (an adapter still unmerged)
@@ -278,7 +289,8 @@ def export_gguf(run_dir, export_type="q8_0", overwrite=False):
 
 
 def check_export(run_dir, export_type, overwrite):
-    """Everything we can check before loading a model; returns (adapter config, model config, target, pre-tokenizer)."""
+    """Everything we can check before loading a model; returns (adapter config, model config, target, pre-tokenizer,
+    tokenizer)."""
     if export_type not in GGUF_TYPES:
         fail(f"--export_type {export_type}: choose one of {', '.join(GGUF_TYPES)}")
     adapter_file, config_file = run_dir / "adapter_config.json", run_dir / "config.json"
@@ -286,17 +298,9 @@ def check_export(run_dir, export_type, overwrite):
     if not has_weights or not (adapter_file.exists() or config_file.exists()):
         fail(f"{run_dir} holds no finished model (no config.json or adapter_config.json with weights); export the "
              "--output_dir of a finished sft.py run")
-    adapter = json.loads(adapter_file.read_text()) if adapter_file.exists() else None
-    if adapter is not None and adapter.get("peft_type") != "LORA":
-        fail(f"{adapter_file}: a {adapter.get('peft_type')} adapter cannot be merged into its base; only LoRA can")
+    adapter = read_adapter(run_dir)
     source = resolve_model(adapter["base_model_name_or_path"]) if adapter is not None else str(run_dir)
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as error:
-        fail(f"could not load the config of {source}: {str(error).splitlines()[0]}")
-    config = config.get_text_config()
+    config = load_config(source).get_text_config()
     if config.model_type not in GGUF_ARCHITECTURES:
         fail(f"cannot export model_type '{config.model_type}' to GGUF: this exporter maps "
              f"{', '.join(GGUF_ARCHITECTURES)} (Llama-style); use llama.cpp's convert_hf_to_gguf.py for others")
@@ -310,7 +314,8 @@ def check_export(run_dir, export_type, overwrite):
     if tokenizer_model.get("type") != "BPE" or tokenizer_model.get("byte_fallback"):
         fail(f"{tokenizer_json}: only byte-level BPE tokenizers (SmolLM, Llama 3, GPT-2) are exported; "
              "SentencePiece-style ones need llama.cpp's convert_hf_to_gguf.py")
-    checked = load_tokenizer(str(run_dir)).encode(GGUF_CHECK_TEXT)
+    tokenizer = load_tokenizer(str(run_dir))
+    checked = tokenizer.encode(GGUF_CHECK_TEXT)
     pre = GGUF_PRE_TOKENIZERS.get(hashlib.sha256(str(checked).encode()).hexdigest())
     if pre is None:
         fail(f"{tokenizer_json}: llama.cpp does not know this tokenizer's pre-tokenizer, so its output would be "
@@ -318,7 +323,7 @@ def check_export(run_dir, export_type, overwrite):
     target = run_dir / "export" / f"model-{export_type}.gguf"
     if target.exists() and not overwrite:
         fail(f"{target} already exists; pass --overwrite_output_dir to replace it")
-    return adapter, config, target, pre
+    return adapter, config, target, pre, tokenizer
 
 
 def export_check_prompts(run_dir):

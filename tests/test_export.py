@@ -230,3 +230,12 @@ def test_default_model_lora_run_exports_f16_with_the_trained_outputs(default_mod
     assert 0 < check["max_weight_error"] < 1e-3 and check["chat_template_kept"]
     assert check["sample"]["gguf"] == check["sample"]["reference"]
     assert "| `export/model-f16.gguf` | f16 |" in (out / "README.md").read_text()
+
+
+def test_merge_only_needs_a_lora_adapter(tmp_path):
+    with pytest.raises(SystemExit, match="holds no adapter .* --merge_only merges a finished sft.py --use_peft run"):
+        export.write_merged(tmp_path)
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "PROMPT_TUNING"}))
+    with pytest.raises(SystemExit, match="a PROMPT_TUNING adapter cannot be merged into its base; only LoRA can"):
+        export.write_merged(tmp_path)
+    assert not (tmp_path / "merged").exists()
