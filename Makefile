@@ -224,7 +224,8 @@ tools-%: DATA_OUT ?= data/tools
 tools-%: OUT ?= outputs/tools
 
 # Check the tool-calling data (DATA: OpenAI tools/tool_calls, ShareGPT function calls, xLAM, Seal-Tools with its
-# tool.jsonl; a file, a folder of split files or a hub name) and write it to DATA_OUT as OpenAI records.
+# tool.jsonl; files, folders of split files or hub names, SOURCE=SPLIT for a whole source) and write it to DATA_OUT
+# as OpenAI records; the real-size recipe: benchmarks/real_data.sh SAMPLES_DIR tools_full.
 tools-data: $(STAMP)
 	python training_data.py --tools_data $(DATA) --output_dir $(DATA_OUT) $(DATA_ARGS)
 

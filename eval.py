@@ -450,8 +450,8 @@ def tool_call_verdict(predicted, expected, tools, allowed):
 def metric_tool_call_match(rows):
     """Full-call accuracy (names and arguments of every call, in any order; "no call" when none is expected), overall
     and per function, with the function-name accuracy, the unparsable share and why the rest missed."""
-    verdicts, per_function = Counter(), {}
-    names_right = 0
+    verdicts, per_function, by_size = Counter(), {}, {}
+    names_right = no_call_made = no_call_right = 0
     for row in rows:
         try:
             expected, allowed = reference_tool_calls(row)  # build_rows checked expected_calls
@@ -464,6 +464,12 @@ def metric_tool_call_match(rows):
         verdicts[verdict] += 1
         names_right += predicted is not None and sorted(c["name"] for c in predicted) == sorted(
             c["name"] for c in expected)
+        no_call_made += predicted == []
+        no_call_right += predicted == [] and not expected
+        size = by_size.setdefault("no_call" if not expected else "single_call" if len(expected) == 1
+                                  else "multi_call", [0, 0])
+        size[0] += 1
+        size[1] += verdict == "correct"
         for name in sorted({call["name"] for call in expected}) or ["no_call"]:
             total = per_function.setdefault(name, [0, 0])
             total[0] += 1
@@ -474,6 +480,15 @@ def metric_tool_call_match(rows):
     for reason in ("wrong_function", "wrong_arguments", "missing_call", "unexpected_call", "unparsable",
                    "checker_error"):
         scores[f"{reason}_count"] = verdicts[reason]
+    # when to call: of the answers without a call, how many were right not to (precision); of the requests that need
+    # none, how many got none (recall); the rest of those made a call up
+    no_call_rows = by_size.get("no_call", [0, 0])[0]
+    if no_call_rows or no_call_made:
+        scores["no_call_precision"] = no_call_right / max(no_call_made, 1)
+        scores["no_call_recall"] = no_call_right / max(no_call_rows, 1)
+        scores["made_up_call_share"] = verdicts["unexpected_call"] / max(no_call_rows, 1)
+    for size, (count, hits) in sorted(by_size.items()):
+        scores[f"{size}_accuracy"], scores[f"{size}_rows"] = hits / count, count
     for name, (count, hits) in sorted(per_function.items()):
         scores[f"tool_call_accuracy/{name}"] = hits / count
     return scores
@@ -3144,7 +3159,7 @@ def summarize_runs(folder, metric, recipe, best_recipe):
         fail(f"--summary_metric {metric}: a sum needs metrics that all rank the same way (losses/perplexities, or "
              "accuracies); rank by one of them")
     lower_is_better = lower.pop()
-    scores = {}
+    scores, checkpoints = {}, {}
     for state_file in sorted(Path(folder).glob("lr-*/checkpoint-*/trainer_state.json")):
         checkpoint, state = state_file.parent, json.loads(state_file.read_text())
         value = checkpoint_score(checkpoint, state, names)
@@ -3156,7 +3171,7 @@ def summarize_runs(folder, metric, recipe, best_recipe):
         learning_rate = float(checkpoint.parent.name.removeprefix("lr-"))
         # checkpoints are saved at epoch ends; a run cut short by --max_steps counts as its epoch
         epoch = math.ceil(state["epoch"] - 1e-6)
-        scores[epoch, learning_rate] = value
+        scores[epoch, learning_rate], checkpoints[epoch, learning_rate] = value, checkpoint
     if not scores:
         fail(f"--summarize_runs {folder}: no lr-*/checkpoint-* with eval/metrics.json or a logged '{metric}' found; "
              "run the grid first")
@@ -3176,7 +3191,8 @@ def summarize_runs(folder, metric, recipe, best_recipe):
         # the grid trained at a constant rate and scored every epoch's checkpoint; the recipe repeats exactly that
         config.update(num_train_epochs=epoch, learning_rate=rate, lr_scheduler_type="constant_with_warmup")
         text = (f"# python sft.py --config {best_recipe}\n# Chosen on the dev split by {metric} ({best:.4f}) from "
-                f"{folder}; based on {recipe}.\n" + yaml.safe_dump(config, sort_keys=False))
+                f"{folder}; based on {recipe}.\n# best checkpoint: {checkpoints[epoch, rate]}\n"
+                + yaml.safe_dump(config, sort_keys=False))
         Path(best_recipe).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(Path(best_recipe), text)
         print(f"Wrote {best_recipe}")

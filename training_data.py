@@ -873,6 +873,23 @@ def finqa_examples_from_finqa(raw, where):
     }]
 
 
+def finqa_program_evidence(document, programs):
+    """{text_i/table_i: ""} for the sentences and table rows that hold the numbers these programs use: the gold
+    evidence of a record that has none (ConvFinQA's hub layout keeps no gold_inds). A number found in more than three
+    places (a year, a small count) says nothing about where the evidence is and is skipped."""
+    def numbers(text):
+        return {abs(float(n)) for n in re.findall(r"(?<![#\w.])-?\d+(?:\.\d+)?", str(text).replace(",", ""))}
+
+    places = [(f"text_{i}", numbers(s)) for i, s in enumerate(document["sentences"])]
+    places += [(f"table_{i}", numbers(" ".join(map(str, row)))) for i, row in enumerate(document["table"]) if i]
+    evidence = {}
+    for number in set().union(*map(numbers, programs)):
+        found = [key for key, held in places if number in held]
+        if 0 < len(found) <= 3:
+            evidence.update(dict.fromkeys(found, ""))
+    return evidence
+
+
 def finqa_examples_from_convfinqa(raw, where):
     """One example per turn; earlier turns and their answers go into the prompt."""
     record_id = finqa_field(raw, "id", where)
@@ -902,7 +919,8 @@ def finqa_examples_from_convfinqa(raw, where):
             "question": question,
             "program": programs[turn],
             "gold_answer": answers[turn],
-            "gold_inds": qa.get("gold_inds") or {},
+            "gold_inds": qa.get("gold_inds") or finqa_program_evidence(document, programs[: turn + 1]),
+            "evidence_from_program": not qa.get("gold_inds"),
             "history": list(zip(questions[:turn], shown[:turn])),
             "where": f"{where} turn {turn}",
         })
@@ -1193,6 +1211,13 @@ def prepare_finqa(args):
         for path, reader in present[split]:
             examples.extend(finqa_load_split(path, reader, drops, args.max_examples or None))
         total = len(examples) + sum(drops.values())
+        if args.context == "gold":
+            derived = sum(bool(e.get("evidence_from_program") and e["gold_inds"]) for e in examples)
+            whole = sum(not e["gold_inds"] for e in examples)
+            if derived or whole:
+                logger.info("%s: %d questions without gold_inds get the sentences and table rows holding their "
+                            "program's numbers; %d (no number found, or no gold_inds) the whole report", split,
+                            derived, whole)
         codes = {}
         for example in examples:
             context = finqa_context(example["document"], example["gold_inds"], args.context, args.max_context_tokens)
@@ -2360,9 +2385,16 @@ class ToolsRowDropped(Exception):
 
 def add_tools_arguments(parser):
     group = parser.add_argument_group("tool calling")
-    group.add_argument("--tools_data", help="Tool-calling records in any layout below, converted to OpenAI "
-                       "messages/tools/tool_calls JSONL in --output_dir: a .json/.jsonl file (train, with a held-out "
-                       "test share), a folder whose .json/.jsonl files are the splits (named by file) or a hub name.")
+    group.add_argument("--tools_data", nargs="+", metavar="SOURCE", help="Tool-calling records in any layout "
+                       "below, converted to OpenAI messages/tools/tool_calls JSONL in --output_dir; one or more of: a "
+                       ".json/.jsonl file (train, with a held-out test share), a folder whose .json/.jsonl files are "
+                       "the splits (named by file), a hub name; SOURCE=SPLIT puts a whole source in SPLIT. Splits of "
+                       "the same name from several sources are joined.")
+    group.add_argument("--tools_splits", default="", metavar="OLD=NEW,...", help="--tools_data: rename the splits "
+                       "of folders and hub sets; several may become one, e.g. for Seal-Tools "
+                       "dev=train,test_in_domain=train,test_out_domain=test_unseen_functions. A "
+                       "test_unseen_functions split keeps only rows whose calls use no function that a split not "
+                       "named test* offers.")
     group.add_argument("--tools_format", choices=TOOLS_FORMATS, default="auto", help="--tools_data layout: openai "
                        "(messages + tools), sharegpt (conversations with function_call turns, Glaive), xlam (query, "
                        "tools, answers as JSON strings), sealtools (query, calling + a tool.jsonl of schemas); auto "
@@ -2673,6 +2705,39 @@ def mix_tools_rows(rows, split, args):
     return rows + no_calls
 
 
+def tools_split_names(text):
+    """'dev=train,test_out_domain=test_unseen_functions' -> {old: new}; a one-line error for anything else."""
+    renames = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        old, _, new = pair.partition("=")
+        if not (old.strip() and re.fullmatch(r"[\w.-]+", new.strip())):
+            fail(f"--tools_splits {text}: {pair!r} is not OLD=NEW (split names: letters, digits, _ . -)")
+        renames[old.strip()] = new.strip()
+    return renames
+
+
+def tools_source_split(source):
+    """'path=split' -> ('path', 'split'); a source without a split name after its last '=' -> (source, None)."""
+    name, _, split = source.rpartition("=")
+    return (name, split) if name and re.fullmatch(r"[\w.-]+", split) else (source, None)
+
+
+def drop_seen_functions(splits, drops):
+    """test_unseen_functions keeps rows whose calls use only functions no training split (not named test*) offers:
+    public sets' "unseen" splits share functions with the rest (590 of Seal-Tools' 1,034 out-of-domain functions are
+    in its dev or in-domain test), and a score on them would not be on functions never trained."""
+    seen = {tool["function"]["name"] for split, rows in splits.items() if not split.startswith("test")
+            for row in rows for tool in row["tools"]}
+    kept = []
+    for row in splits["test_unseen_functions"]:
+        called = {call["function"]["name"] for message in row["messages"] for call in message.get("tool_calls", [])}
+        if called & seen:
+            drops.setdefault("test_unseen_functions: calls a function a training split offers", []).append(row["id"])
+        else:
+            kept.append(row)
+    splits["test_unseen_functions"] = kept
+
+
 def tools_sources(name, schemas_path):
     """{split: (label, [(row number, where, record)])}: a folder's .json/.jsonl files by name (not the schema file),
     one file as train, or a hub dataset's splits (offline runs need it in the local cache)."""
@@ -2702,30 +2767,40 @@ def prepare_tools(args):
     if args.tools_no_call_share and not (args.tools_distractors and args.tools_no_call_answer):
         fail("--tools_no_call_share needs --tools_distractors N >= 1 (the functions its copies offer) and a "
              "--tools_no_call_answer")
-    source = Path(args.tools_data)
-    folder = source if source.is_dir() else source.parent
-    args.tools_schemas = args.tools_schemas or (folder / "tool.jsonl" if (folder / "tool.jsonl").is_file() else None)
+    sources = [tools_source_split(source) for source in args.tools_data]
+    renames = tools_split_names(args.tools_splits)
+    folders = [Path(name) if Path(name).is_dir() else Path(name).parent for name, _ in sources]
+    beside = [folder / "tool.jsonl" for folder in folders if (folder / "tool.jsonl").is_file()]
+    args.tools_schemas = args.tools_schemas or (beside[0] if beside else None)
     if args.tools_schemas and not Path(args.tools_schemas).is_file():
         fail(f"--tools_schemas {args.tools_schemas}: file not found")
     schemas = read_sealtools_schemas(args.tools_schemas) if args.tools_schemas else None
     schemas_path = Path(args.tools_schemas).resolve() if args.tools_schemas else None
     drops, splits = {}, {}
-    for split, (label, rows) in tools_sources(args.tools_data, schemas_path).items():
-        splits[split] = convert_tools_rows(label, rows, args, schemas, drops)
-    if set(splits) == {"train"} and args.tools_test_fraction:  # one file, or a hub set with a train split alone
-        rows = splits.pop("train")
-        held = held_out_indices(len(rows), args.tools_test_fraction, random.Random(args.tools_seed))
-        splits = {"train": [r for i, r in enumerate(rows) if i not in held],
-                  "test": [r for i, r in enumerate(rows) if i in held]}
+    for name, whole in sources:
+        found = {split: convert_tools_rows(label, rows, args, schemas, drops)
+                 for split, (label, rows) in tools_sources(name, schemas_path).items()}
+        if whole:
+            found = {whole: [row for rows in found.values() for row in rows]}
+        elif set(found) == {"train"} and args.tools_test_fraction:  # a file, or a hub set with a train split alone
+            rows = found.pop("train")
+            held = held_out_indices(len(rows), args.tools_test_fraction, random.Random(args.tools_seed))
+            found = {"train": [r for i, r in enumerate(rows) if i not in held],
+                     "test": [r for i, r in enumerate(rows) if i in held]}
+        for split, rows in found.items():
+            splits.setdefault(renames.get(split, split), []).extend(rows)
+    if "test_unseen_functions" in splits:
+        drop_seen_functions(splits, drops)
     splits = {split: mix_tools_rows(rows, split, args) for split, rows in splits.items()}
     if not any(splits.values()):
-        fail(f"--tools_data {source}: no row left to write ({sum(map(len, drops.values()))} dropped)")
+        fail(f"--tools_data {' '.join(args.tools_data)}: no row left to write ({sum(map(len, drops.values()))} "
+             "dropped)")
     for split, rows in splits.items():
         path = Path(args.output_dir) / f"{split}.jsonl"
         write_jsonl(path, rows)
         logger.info("%s: %d records -> %s", split, len(rows), path)
     remove_stale_splits(args.output_dir, [Path(args.output_dir) / f"{split}.jsonl" for split in splits], ".jsonl",
-                        [args.tools_data, args.tools_schemas])
+                        [*(name for name, _ in sources), args.tools_schemas])
     for reason, places in sorted(drops.items(), key=lambda item: -len(item[1])):
         logger.info("dropped %d rows: %s (e.g. %s)", len(places), reason, ", ".join(places[:TOOLS_DROP_EXAMPLES]))
 

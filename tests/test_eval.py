@@ -484,6 +484,8 @@ def test_summarize_runs_prints_the_grid_and_writes_the_best_recipe(tmp_path, cap
     # ties go to the smaller learning rate at the same epochs
     assert config["num_train_epochs"] == 2 and config["learning_rate"] == 5e-4 and config["use_peft"] is True
     assert best.read_text().startswith("# python sft.py --config")
+    # the checkpoint that scored it, to evaluate as it is instead of training again
+    assert f"# best checkpoint: {tmp_path / 'tune' / 'lr-5e-4' / 'checkpoint-30'}\n" in best.read_text()
 
 
 def test_summarize_runs_ranks_logged_losses_lowest_first(tmp_path, capsys):

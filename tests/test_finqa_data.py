@@ -428,3 +428,19 @@ def test_checker_error_is_not_kept_as_a_cached_verdict(tmp_path):
                                  "message": "RecursionError: deep"}) + "\n")
     cached, rejected = td.finqa_read_cache(str(cache), "teacher")
     assert set(cached) == {"a", "b"} and set(rejected) == {"b"}
+
+
+def test_a_turn_without_gold_inds_gets_the_rows_and_sentences_holding_its_programs_numbers():
+    # the hub layout keeps no gold_inds: the evidence is where the turn's (and earlier turns') numbers are
+    record = {**REARRANGED_CONVFINQA, "doc": {**REARRANGED_CONVFINQA["doc"], "pre_text": "revenue was 1250 in 2019 ."}}
+    examples = td.finqa_examples_from_convfinqa(record, "conv.json record 0")
+    assert [e["evidence_from_program"] for e in examples] == [True] * 3
+    first, last = examples[0]["gold_inds"], examples[-1]["gold_inds"]
+    assert set(first) == {"text_0", "table_1"} and "table_2" not in first  # operating income holds no 1250
+    context = td.finqa_context(examples[-1]["document"], last, "gold", 0)
+    assert "revenue was 1250" in context and "operating income" not in context and "stay stable" not in context
+    assert td.finqa_program_evidence(examples[0]["document"], ["2019"]) == {"text_0": ""}  # not the header row
+    many = {**examples[0]["document"], "sentences": ["it was 7 ."] * 4}
+    assert td.finqa_program_evidence(many, ["7"]) == {}  # in more than three places: says nothing
+    official = td.finqa_examples_from_convfinqa(OFFICIAL_CONVFINQA, "conv.json record 0")
+    assert not any(e["evidence_from_program"] for e in official if e["gold_inds"])

@@ -305,3 +305,26 @@ def test_sealtools_layout_trains_and_scores_with_tool_call_match(tiny_model_dir,
         assert "tool_call_accuracy" in json.loads((out / split / "metrics.json").read_text())
         rows = [json.loads(line) for line in (out / split / "predictions.jsonl").read_text().splitlines()]
         assert len(rows) == count and all("tool_call_verdict" in row for row in rows)
+
+
+def test_several_sources_join_by_split_with_renames_and_whole_source_splits(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="training_data"):
+        splits = convert(SEALTOOLS, tmp_path, f"{LAYOUTS / 'xlam.json'}=test_xlam", "--tools_splits",
+                         "test_out_domain=test_unseen_functions")
+    assert set(splits) == {"train", "test_unseen_functions", "test_xlam"}
+    assert len(splits["train"]) == 6 and len(splits["test_xlam"]) == 4  # a whole source: no held-out share
+    # test-difficult-1 also calls sendMessage, which training offers: not a function never trained
+    assert [r["id"] for r in splits["test_unseen_functions"]] == ["test-easy-0"]
+    assert "dropped 1 rows: test_unseen_functions: calls a function a training split offers (e.g. " \
+           "test-difficult-1)" in caplog.text
+    # two splits renamed to one are joined; a plain file among several sources still holds out its test share
+    joined = convert(SEALTOOLS, tmp_path / "joined", LAYOUTS / "xlam.json", "--tools_splits",
+                     "train=train,test_out_domain=train", "--tools_test_fraction", 0.25)
+    assert len(joined["train"]) == 6 + 2 + 3 and len(joined["test"]) == 1
+
+
+@pytest.mark.parametrize("splits", ["dev", "dev=", "dev=a b", "=train"])
+def test_a_bad_split_rename_fails_in_one_line(tmp_path, splits):
+    with pytest.raises(SystemExit) as stop:
+        convert(SEALTOOLS, tmp_path, "--tools_splits", splits)
+    assert str(stop.value.code).startswith(f"error: --tools_splits {splits}: ") and "OLD=NEW" in stop.value.code

@@ -316,6 +316,19 @@ def test_tool_call_match_summary_counts_and_per_function_accuracy():
             scores["unexpected_call_count"], scores["unparsable_count"]) == (1, 1, 1, 1, 1)
     assert scores["unparsable_share"] == pytest.approx(1 / 7)
     assert rows[0]["predicted_calls"][0]["name"] == "set_timer"
+    # "" and "Fine." call nothing, one of them rightly; one of the two requests that need no call got one made up
+    assert (scores["no_call_precision"], scores["no_call_recall"], scores["made_up_call_share"]) == (0.5, 0.5, 0.5)
+    assert (scores["single_call_accuracy"], scores["single_call_rows"]) == (pytest.approx(1 / 5), 5)
+    assert (scores["no_call_accuracy"], scores["no_call_rows"]) == (0.5, 2) and "multi_call_rows" not in scores
+
+
+def test_tool_call_match_scores_multi_call_requests_apart():
+    two = TIMER + [{"name": "stop", "arguments": {}}]
+    rows = [{"prediction": p, "reference": "", "reference_calls": r, "tools": SCHEMA} for p, r in [
+        ("set_timer(minutes=5)\nstop()", two), ("set_timer(minutes=5)", two), ("set_timer(minutes=5)", TIMER)]]
+    scores = ev.metric_tool_call_match(rows)
+    assert (scores["multi_call_accuracy"], scores["multi_call_rows"]) == (0.5, 2)
+    assert scores["single_call_accuracy"] == 1.0 and "no_call_precision" not in scores
 
 
 def test_tool_call_match_reads_python_references_without_rows_from_chat_records():
