@@ -16,7 +16,9 @@ SEALTOOLS = LAYOUTS / "sealtools"
 
 
 def convert(source, out, *extra):
-    td.main(["--tools_data", str(source), "--output_dir", str(out), *map(str, extra)])
+    """source: one path, or a list of sources (paths, PATH=SPLIT)."""
+    sources = source if isinstance(source, list) else [source]
+    td.main(["--tools_data", *map(str, sources), "--output_dir", str(out), *map(str, extra)])
     return {path.stem: [json.loads(line) for line in path.read_text().splitlines()] for path in out.glob("*.jsonl")}
 
 
@@ -309,7 +311,7 @@ def test_sealtools_layout_trains_and_scores_with_tool_call_match(tiny_model_dir,
 
 def test_several_sources_join_by_split_with_renames_and_whole_source_splits(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="training_data"):
-        splits = convert(SEALTOOLS, tmp_path, f"{LAYOUTS / 'xlam.json'}=test_xlam", "--tools_splits",
+        splits = convert([SEALTOOLS, f"{LAYOUTS / 'xlam.json'}=test_xlam"], tmp_path, "--tools_splits",
                          "test_out_domain=test_unseen_functions")
     assert set(splits) == {"train", "test_unseen_functions", "test_xlam"}
     assert len(splits["train"]) == 6 and len(splits["test_xlam"]) == 4  # a whole source: no held-out share
@@ -318,7 +320,7 @@ def test_several_sources_join_by_split_with_renames_and_whole_source_splits(tmp_
     assert "dropped 1 rows: test_unseen_functions: calls a function a training split offers (e.g. " \
            "test-difficult-1)" in caplog.text
     # two splits renamed to one are joined; a plain file among several sources still holds out its test share
-    joined = convert(SEALTOOLS, tmp_path / "joined", LAYOUTS / "xlam.json", "--tools_splits",
+    joined = convert([SEALTOOLS, LAYOUTS / "xlam.json"], tmp_path / "joined", "--tools_splits",
                      "train=train,test_out_domain=train", "--tools_test_fraction", 0.25)
     assert len(joined["train"]) == 6 + 2 + 3 and len(joined["test"]) == 1
 
