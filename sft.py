@@ -776,8 +776,9 @@ def tokenize_dataset(dataset, tokenizer, data_format, args, extra, num_proc=None
                                               "completion_mask": ex["completion_mask"][:max_length]})
         # an example whose completion was cut away entirely teaches nothing
         tokenized = tokenized.filter(lambda ex: any(ex["completion_mask"]))
+    # the tokens that train: of the kept examples only (dropped ones once counted here, overstating tokens/s)
     stats = {"examples": len(lengths), "too_long": too_long, "kept": len(tokenized),
-             "tokens": sum(min(length, max_length or length) for length in lengths)}
+             "tokens": sum(map(len, tokenized["input_ids"]))}
     return tokenized.remove_columns(["full_length", "error"]), stats
 
 
