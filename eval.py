@@ -483,10 +483,11 @@ def metric_tool_call_match(rows):
     # when to call: of the answers without a call, how many were right not to (precision); of the requests that need
     # none, how many got none (recall); the rest of those made a call up
     no_call_rows = by_size.get("no_call", [0, 0])[0]
-    if no_call_rows or no_call_made:
-        scores["no_call_precision"] = no_call_right / max(no_call_made, 1)
-        scores["no_call_recall"] = no_call_right / max(no_call_rows, 1)
-        scores["made_up_call_share"] = verdicts["unexpected_call"] / max(no_call_rows, 1)
+    if no_call_made:
+        scores["no_call_precision"] = no_call_right / no_call_made
+    if no_call_rows:  # a split where every request needs a call has no recall to report, nor made-up calls
+        scores["no_call_recall"] = no_call_right / no_call_rows
+        scores["made_up_call_share"] = verdicts["unexpected_call"] / no_call_rows
     for size, (count, hits) in sorted(by_size.items()):
         scores[f"{size}_accuracy"], scores[f"{size}_rows"] = hits / count, count
     for name, (count, hits) in sorted(per_function.items()):
