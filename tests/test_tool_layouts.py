@@ -330,3 +330,14 @@ def test_a_bad_split_rename_fails_in_one_line(tmp_path, splits):
     with pytest.raises(SystemExit) as stop:
         convert(SEALTOOLS, tmp_path, "--tools_splits", splits)
     assert str(stop.value.code).startswith(f"error: --tools_splits {splits}: ") and "OLD=NEW" in stop.value.code
+
+
+@pytest.mark.parametrize("source,expected", [
+    ("data/x.jsonl=test_openai", ("data/x.jsonl", "test_openai")),
+    ("data/x.jsonl", ("data/x.jsonl", None)),
+    ("Salesforce/xlam-function-calling-60k", ("Salesforce/xlam-function-calling-60k", None)),
+    ("data/a=b/x.jsonl", ("data/a=b/x.jsonl", None)),  # an '=' inside the path names no split
+    ("=train", ("=train", None)),
+])
+def test_a_source_names_its_split_after_its_last_equals_sign(source, expected):
+    assert td.tools_source_split(source) == expected
