@@ -1,4 +1,4 @@
-"""Scaling up: the accelerate config files, sft.py --estimate_memory, real 2-process data-parallel training on CPU."""
+"""Scaling up: the accelerate config files, benchmarks/estimate_memory.py, 2-process data-parallel training on CPU."""
 
 import json
 import math
@@ -17,6 +17,7 @@ import yaml
 from conftest import ROOT, load_script, run_script, write_json
 
 sft = load_script("sft")
+estimate_memory = load_script("benchmarks/estimate_memory").estimate_memory
 
 CONFIGS = {
     "ddp.yaml": "MULTI_GPU",
@@ -73,12 +74,12 @@ def test_estimate_counts_the_embedded_model_parameters(default_model_dir):
     with safe_open(Path(default_model_dir) / "model.safetensors", "pt") as weights:
         real = sum(math.prod(weights.get_slice(key).get_shape()) for key in weights.keys())
     assert real == pytest.approx(134.5e6, rel=0.001)
-    estimate = sft.estimate_memory(AutoConfig.from_pretrained(default_model_dir), references=False)
+    estimate = estimate_memory(AutoConfig.from_pretrained(default_model_dir), references=False)
     assert estimate["params"] == pytest.approx(real, rel=0.02)
 
 
 def test_estimate_from_a_config_dict():
-    estimate = sft.estimate_memory(LLAMA2_7B, "Llama-2-7B", batch_size=4, max_length=1024, lora_r=16)
+    estimate = estimate_memory(LLAMA2_7B, "Llama-2-7B", batch_size=4, max_length=1024, lora_r=16)
     assert estimate["params"] == pytest.approx(6.738e9, rel=0.01)
     assert estimate["lora_params"] == 39_976_960  # PEFT's count for r=16 on every linear layer of Llama-2-7B
     full, lora, qlora = estimate["rows"].values()
@@ -87,9 +88,9 @@ def test_estimate_from_a_config_dict():
     assert qlora["weights"] == pytest.approx(3.5, rel=0.1)  # ~0.52 B/param for the layers, bf16 embeddings
     for row in estimate["rows"].values():
         assert row["activations_ckpt"] < row["activations"] / 5  # checkpointing keeps ~1 layer of 32
-    doubled = sft.estimate_memory(LLAMA2_7B, batch_size=8, max_length=1024, references=False)
+    doubled = estimate_memory(LLAMA2_7B, batch_size=8, max_length=1024, references=False)
     assert doubled["rows"]["full"]["activations"] == pytest.approx(2 * full["activations"])
-    only_qv = sft.estimate_memory(LLAMA2_7B, lora_target_modules=["q_proj", "v_proj"], references=False)
+    only_qv = estimate_memory(LLAMA2_7B, lora_target_modules=["q_proj", "v_proj"], references=False)
     assert only_qv["lora_params"] == 32 * 2 * 16 * (4096 + 4096)
     for reference in ("Llama-3.2-1B", "Phi-3-mini", "Llama-2-7B", "Mistral-7B"):
         assert reference in estimate["table"]
@@ -97,15 +98,23 @@ def test_estimate_from_a_config_dict():
 
 def test_estimate_needs_a_decoder_config():
     with pytest.raises(SystemExit, match="only decoder-only Llama-style models"):
-        sft.estimate_memory({"d_model": 512}, "t5-small")
+        estimate_memory({"d_model": 512}, "t5-small")
 
 
-def test_estimate_memory_flag_prints_the_table_without_data_or_weights(tiny_model_dir):
-    result = run_script("sft.py", "--estimate_memory", "--model_name_or_path", tiny_model_dir,
+def test_estimate_memory_takes_sft_flags_and_prints_the_table_without_data_or_weights(tiny_model_dir):
+    result = run_script("benchmarks/estimate_memory.py", "--model_name_or_path", tiny_model_dir,
                         "--per_device_train_batch_size", "4", "--max_length", "256", "--dtype", "bfloat16")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "batch 4 x 256 tokens" in result.stdout and "LoRA r=16" in result.stdout
     assert "Mistral-7B" in result.stdout and "frozen weights 2 B/param" in result.stdout
+
+
+def test_estimate_memory_refuses_an_encoder_decoder_and_sft_points_to_it(tiny_t5_dir):
+    with pytest.raises(SystemExit, match="estimate_memory.py sizes decoder-only .Llama-style. models; .* is an "
+                                         "encoder-decoder .t5."):
+        load_script("benchmarks/estimate_memory").main(["--model_name_or_path", tiny_t5_dir])
+    with pytest.raises(SystemExit, match="--estimate_memory moved to benchmarks/estimate_memory.py"):
+        sft.parse_arguments(["--estimate_memory", "--model_name_or_path", tiny_t5_dir])
 
 
 # ----------------------------------------------------------------------------------- 2-process data parallel (CPU)

@@ -140,7 +140,6 @@ def test_a_model_of_neither_kind_is_a_one_line_error_before_weights_load(bert_di
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--estimate_memory"], "--estimate_memory sizes decoder-only (Llama-style) models"),
     (["--packing"], "leave --packing out"),
     (["--group_by_prefix", "True"], "--group_by_prefix batches causal-model rows that share a prompt prefix"),
     (["--use_peft", "--lora_target_modules", "q_proj", "v_proj"], "this model's linear layers are k, lm_head, o, q"),
