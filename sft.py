@@ -176,45 +176,34 @@ class ExtraArguments:
     general_eval_dataset: str | None = field(
         default=None,
         metadata={"help": "Also evaluate on this general reference set (e.g. examples/general: its test split) at "
-                  "every evaluation, logged as eval_general_loss, so that a checkpoint can be chosen on task and "
-                  "general loss together (--metric_for_best_model eval_general_loss). Off by default; the instruct "
-                  "recipe sets it."},
+                  "every evaluation, logged as eval_general_loss: the forgetting check."},
     )
     # Measured numbers stay in comments and the README, not in --help (they go stale): the fast path trains LoRA about
     # 1.4x faster (make bench); the shared prefix 1.4-1.7x on the skills recipe's batches; compiling the loss head
     # 0.94-1.15x on steps that score many tokens (bf16 on AMX), no faster in fp32, after 3-18 s of compiling once.
     cpu_fast_path: bool = field(
         default=True,
-        metadata={"help": "CPU only: score only the completion tokens, in one log-softmax per chunk, "
-                  "instead of TRL's GPU-shaped LM head (every position, a dozen passes per vocabulary tile); faster "
-                  "LoRA training (see the README), same loss and gradients within bf16 rounding; and malloc keeps "
-                  "freed memory for reuse (glibc: no fresh pages to fault in at every step). False gives TRL's path. "
-                  "Ignored on GPUs."},
+        metadata={"help": "CPU only (ignored on GPUs): a loss head that scores only the completion tokens, instead of "
+                  "TRL's GPU-shaped one, and malloc keeping freed memory for reuse; same loss and gradients within "
+                  "bf16 rounding, faster (see the README). False gives TRL's path."},
     )
     share_prompt_prefix: bool = field(
         default=True,
-        metadata={"help": "CPU fast path only: train each batch as one packed row in which the prompt tokens that all "
-                  "its rows start with (a system prompt, a skill or tool list) are computed once and padding is "
-                  "dropped, with an attention mask that lets each row see only that prefix and itself; same loss and "
-                  "gradients as the padded batch. Used for a batch when it saves at least a fifth of its estimated "
-                  "FLOPs. False keeps the padded batch; "
-                  "--torch_compile turns it off (each packed shape would recompile)."},
+        metadata={"help": "CPU fast path only: train a batch as one packed row, without padding, in which the prompt "
+                  "tokens its rows start with (a system prompt, a tool list) are computed once; same loss and "
+                  "gradients. Used where it saves a fifth of the batch's FLOPs; off under --torch_compile."},
     )
     group_by_prefix: bool = field(
         default=False,
         metadata={"help": "Fill each training batch with rows that share a prompt prefix (a database's schema, a "
-                  "tool list) instead of rows of similar length: groups of rows whose prompts share at least half of "
-                  "the shorter one, cut into batches, in a new shuffled order every epoch (every row once per epoch; "
-                  "the groups' remainders fill mixed batches). With --share_prompt_prefix each prefix is then "
-                  "computed once per batch; evaluation reads rows in prefix order too."},
+                  "tool list) instead of rows of similar length, in a new order every epoch, so that "
+                  "--share_prompt_prefix computes each prefix once per batch."},
     )
     compile_loss_head: bool = field(
         default=False,
-        metadata={"help": "CPU fast path only (not MPS): compile the loss head's fp32 work (log-softmax and its "
-                  "backward, entropy, top-1) into fused loops with torch.compile, after compiling once: faster only "
-                  "on steps that score many tokens in bf16; same loss within fp32 "
-                  "rounding (which can still move where a long run ends). Ignored under --torch_compile (the whole "
-                  "model is compiled). Falls back to uncompiled with a warning where compiling fails."},
+        metadata={"help": "CPU fast path only (not MPS): compile the loss head's fp32 work with torch.compile; faster "
+                  "only on steps that score many tokens in bf16, same loss within fp32 rounding. Ignored under "
+                  "--torch_compile; runs uncompiled, with a warning, where compiling fails."},
     )
     log_predictions: int = field(
         default=4,
