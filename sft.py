@@ -45,13 +45,11 @@ from pathlib import Path
 
 # bitsandbytes' CPU backend warns on import that an optional kernel could not be fetched from the hub; it is not needed.
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-# `--help` reads only the argument classes, but transformers and TRL import peft wherever it is installed, and with it
-# bitsandbytes, torch.compile and the model code. So --help runs without peft, and the training stack (datasets, the
-# trainer, the model classes) is imported where used: `sft.py --help` 9.4-10.7 -> 3.3-3.8 s of CPU time (AMD EPYC,
-# 2026-12-07, benchmarks/startup.py); the text is the same (tests/test_standalone.py compares it).
-# A bad flag still pays the whole import (8 s of CPU, same machine, beside other jobs): transformers.trainer_utils, which SFTConfig's TrainingArguments
-# imports, binds peft's classes at import time when peft is installed, so parsing with peft hidden would leave it
-# without them for the training that follows in the same process (--help exits instead).
+# --help needs only the argument classes, but transformers and TRL import peft wherever it is installed, and with it
+# bitsandbytes, torch.compile and the model code: so --help hides peft, and the training stack is imported where used
+# (--help 9.4-10.7 -> 3.3-3.8 s of CPU, AMD EPYC, 2026-12-07, benchmarks/startup.py; same text, test_standalone.py).
+# A bad flag still pays the whole import (8 s of CPU, same machine, beside other jobs): transformers.trainer_utils
+# binds peft's classes when imported, so parsing with peft hidden would leave the training that follows without them.
 if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
     sys.modules["peft"] = None  # find_spec then says "not installed", so nothing imports it
 import torch  # noqa: E402
@@ -751,10 +749,7 @@ def tokenize_dataset(dataset, tokenizer, data_format, args, extra, num_proc=None
     completion_only = args.completion_only_loss is not False
     tokenized = dataset.map(tokenize, remove_columns=dataset.column_names, num_proc=num_proc,
                             desc="Tokenizing")
-    errors = [e for e in tokenized["error"] if e]
-    if errors:
-        fail(f"{len(errors)} of {len(tokenized)} examples could not be formatted (first: {errors[0]}); "
-             "every example needs a user prompt and an assistant answer")
+    check_formatted(tokenized)
     max_length = args.max_length
     lengths = tokenized["full_length"]
     too_long = sum(length > max_length for length in lengths) if max_length else 0
@@ -769,6 +764,14 @@ def tokenize_dataset(dataset, tokenizer, data_format, args, extra, num_proc=None
     stats = {"examples": len(lengths), "too_long": too_long, "kept": len(tokenized),
              "tokens": sum(map(len, tokenized["input_ids"]))}
     return tokenized.remove_columns(["full_length", "error"]), stats
+
+
+def check_formatted(tokenized):
+    """Fail, naming the first reason, when some examples could not be rendered (their "error" column is set)."""
+    errors = [e for e in tokenized["error"] if e]
+    if errors:
+        fail(f"{len(errors)} of {len(tokenized)} examples could not be formatted (first: {errors[0]}); "
+             "every example needs a user prompt and an assistant answer")
 
 
 def encoder_ids(tokenizer, prompt):
@@ -824,10 +827,7 @@ def tokenize_seq2seq(dataset, tokenizer, data_format, args, extra, num_proc=None
                 "labels": decoder_labels(tokenizer, messages[answers[-1]]["content"]), "error": ""}
 
     tokenized = dataset.map(tokenize, remove_columns=dataset.column_names, num_proc=num_proc, desc="Tokenizing")
-    errors = [e for e in tokenized["error"] if e]
-    if errors:
-        fail(f"{len(errors)} of {len(tokenized)} examples could not be formatted (first: {errors[0]}); "
-             "every example needs a user prompt and an assistant answer")
+    check_formatted(tokenized)
     max_source = args.max_length
     max_target = extra.max_target_length or args.max_length
     lengths = [(len(source), len(target)) for source, target in zip(tokenized["input_ids"], tokenized["labels"])]
@@ -1404,6 +1404,15 @@ def pick_device():
     return "cpu"
 
 
+def cpu_has_fast_bf16():
+    """True on CPUs with native bf16 matrix units (AMX or AVX512-BF16), where bf16 autocast is a real speed-up."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def default_bf16(device):
     """bf16 autocast where the device computes in it: CUDA that supports it, MPS from macOS 14 (the test
     transformers applies), CPUs with bf16 units. Elsewhere fp32."""
@@ -1679,8 +1688,6 @@ def model_files(output_dir):
 
 def log_model_artifact(output_dir, model_name, kind, prompt_template, metrics):
     """Upload the final adapter (LoRA: adapters only) or model with its tokenizer and template to W&B."""
-    import re
-
     import wandb
 
     if wandb.run is None:
@@ -1811,7 +1818,7 @@ def load_training_model(state, model_path, model_name, seq2seq, model_args, trai
     quantization_config = None
     if model_args.load_in_4bit or model_args.load_in_8bit:
         # QLoRA: NF4 with double quantization, computing in bf16 where the hardware has it (the paper's setup).
-        fast_bf16 = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_fast_bf16()
+        fast_bf16 = default_bf16("cuda" if torch.cuda.is_available() else "cpu")  # bitsandbytes: CUDA or CPU
         compute_dtype = getattr(torch, model_args.dtype) if model_args.dtype not in (None, "auto") else (
             torch.bfloat16 if fast_bf16 else torch.float32)
         quantization_config = BitsAndBytesConfig(
@@ -2022,15 +2029,6 @@ def main(script_args, training_args, model_args, extra):
         state.wait_for_everyone()
     logger.info(f"Done: model in {output_dir}" + (f" (train loss {metrics.get('train_loss'):.4f})"
                                                    if "train_loss" in metrics else ""))
-
-
-def cpu_has_fast_bf16():
-    """True on CPUs with native bf16 matrix units (AMX or AVX512-BF16), where bf16 autocast is a real speed-up."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def make_parser():
