@@ -680,7 +680,7 @@ def chat_messages(record):
 
 
 def to_messages(example, data_format):
-    """Normalize one example to (messages, trainable roles) or plain text; returns a dict with one of them."""
+    """Normalize one example to {"messages": [...]} (with "tools" for chat records) or {"text": ...}."""
     if data_format in ("messages", "sharegpt"):
         messages, tools = chat_messages(example)
         return {"messages": messages, "tools": tools}
@@ -1687,7 +1687,9 @@ def model_files(output_dir):
 
 
 def log_model_artifact(output_dir, model_name, kind, prompt_template, metrics):
-    """Upload the final adapter (LoRA: adapters only) or model with its tokenizer and template to W&B."""
+    """Upload the final adapter (LoRA: adapters only) or model with its tokenizer and template to W&B. Not the
+    Trainer's WANDB_LOG_MODEL=end: it re-saves the model through a second Trainer, without the model card and with the
+    base named by this machine's cache path (save_final names it by its alias)."""
     import wandb
 
     if wandb.run is None:
@@ -2032,19 +2034,19 @@ def main(script_args, training_args, model_args, extra):
 
 
 def make_parser():
+    """TrlParser over the four argument groups, with our defaults for small models; --config and the command line
+    override every one of them."""
     parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, ExtraArguments))
     # TRL's defaults assume a big GPU: bf16 fails without one, and gradient checkpointing only costs time on a small
     # model. On CPU we measured (make bench): bf16 autocast (fp32 master weights) trains 1.75x faster where the CPU
     # has bf16 units, length-grouped batches beat packing (whose long rows make attention cost quadratic), and LoRA
-    # dropout costs ~45% of the throughput of short batches (an extra copy of every adapter input).
+    # dropout costs ~45% of the throughput of short batches (an extra copy of every adapter input). On Apple Silicon
+    # the GPU (MPS) trains; bf16 only where it has it (default_bf16).
     # DDP's find_unused_parameters is off: LoRA and full fine-tuning of our models use every trainable parameter in
     # every step, and on (the Trainer's choice for PEFT models) DDP walks the autograd graph once more per step and
-    # warns that it found nothing (measured: +3% median, +8% best of a LoRA forward+backward of the default model,
-    # batch 2 x 64, 1 thread, 10 interleaved runs on 2 shared cores of an AVX2 AMD EPYC at load 6: indicative only).
-    # A model whose parameters are not all used every step (mixture-of-experts fully fine-tuned) needs
-    # --ddp_find_unused_parameters True.
-    # --config and the command line still override all of these.
-    # On Apple Silicon the GPU (MPS) trains; bf16 only where it has it (default_bf16).
+    # warns that it found nothing (+3% median, +8% best of a LoRA forward+backward of the default model, batch 2 x 64,
+    # 1 thread, 10 interleaved runs on 2 shared cores of an AVX2 AMD EPYC at load 6: indicative only). A model that
+    # does not use every parameter in every step (a mixture of experts fully fine-tuned) needs it on.
     device = pick_device()
     cuda = device == "cuda"
     parser.set_defaults(
