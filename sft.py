@@ -215,32 +215,6 @@ class ExtraArguments:
     )
 
 
-class GeneralEvalCallback(TrainerCallback):
-    """After each evaluation on the task's eval split, evaluate on the general set too, as eval_general_*.
-
-    A dict of eval datasets would rename the task's eval_loss to eval_<name>_loss (and break every recipe's
-    metric_for_best_model and the loss plots), so the task keeps eval_loss and the general loss is added to the same
-    metrics, where metric_for_best_model and the model card see it."""
-
-    def __init__(self, dataset):
-        self.dataset, self.trainer, self.running = dataset, None, False
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if self.running or self.trainer is None or metrics is None:
-            return
-        self.running = True  # trainer.evaluate calls on_evaluate again
-        try:
-            general = self.trainer.evaluate(self.dataset, metric_key_prefix="eval_general")
-        finally:
-            self.running = False
-        # TRL adds its own eval_* (token accuracy, entropy) to that log entry: they describe the general set
-        entry = state.log_history[-1] if state.log_history else {}
-        if "eval_general_loss" in entry:
-            for key in [k for k in entry if k.startswith("eval_") and not k.startswith("eval_general_")]:
-                entry["eval_general_" + key.removeprefix("eval_")] = entry.pop(key)
-        metrics.update({key: value for key, value in general.items() if key.startswith("eval_general_")})
-
-
 def fail(message):
     """Stop with a one-line error (no traceback) and exit status 1."""
     raise SystemExit(f"error: {message}")
@@ -894,9 +868,6 @@ def prepare_splits(raw, script_args, training_args, extra):
     return train, eval_dataset
 
 
-# ----------------------------------------------------------------------------------------------------------- output
-
-
 def load_general_eval(name, tokenizer, training_args, extra, tokenize=None):
     """The general reference set (its test split, else validation, else train), tokenized like the task's eval data."""
     beside_script = Path(__file__).resolve().parent / name
@@ -914,6 +885,9 @@ def load_general_eval(name, tokenizer, training_args, extra, tokenize=None):
     if stats["kept"] == 0:
         fail(f"--general_eval_dataset {name}: no example is left at --max_length {training_args.max_length}")
     return tokenized, stats
+
+
+# ----------------------------------------------------------------------------------------------------------- output
 
 
 def export_splits(folder, splits, data_format):
@@ -1054,6 +1028,9 @@ def save_sample_prompts(output_dir, dataset, data_format, split):
             records.append({"split": split, "messages": messages[:-1]})
     write_text_atomic(Path(output_dir) / SAMPLE_PROMPTS_FILE,
                       "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+
+
+# ---------------------------------------------------------------------------- trainer: CPU fast path, encoder-decoders
 
 
 def pick_attention(requested, cuda, packing, max_length, compiled=False):
@@ -1563,6 +1540,32 @@ def peers_alive(state):
         fail(f"process {state.process_index} of {state.num_processes}: another process or node of this run died or "
              f"stopped answering ({cause}); start the command again on every node, with --resume_from_checkpoint True "
              f"to go on from the last checkpoint")
+
+
+class GeneralEvalCallback(TrainerCallback):
+    """After each evaluation on the task's eval split, evaluate on the general set too, as eval_general_*.
+
+    A dict of eval datasets would rename the task's eval_loss to eval_<name>_loss (and break every recipe's
+    metric_for_best_model and the loss plots), so the task keeps eval_loss and the general loss is added to the same
+    metrics, where metric_for_best_model and the model card see it."""
+
+    def __init__(self, dataset):
+        self.dataset, self.trainer, self.running = dataset, None, False
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.running or self.trainer is None or metrics is None:
+            return
+        self.running = True  # trainer.evaluate calls on_evaluate again
+        try:
+            general = self.trainer.evaluate(self.dataset, metric_key_prefix="eval_general")
+        finally:
+            self.running = False
+        # TRL adds its own eval_* (token accuracy, entropy) to that log entry: they describe the general set
+        entry = state.log_history[-1] if state.log_history else {}
+        if "eval_general_loss" in entry:
+            for key in [k for k in entry if k.startswith("eval_") and not k.startswith("eval_general_")]:
+                entry["eval_general_" + key.removeprefix("eval_")] = entry.pop(key)
+        metrics.update({key: value for key, value in general.items() if key.startswith("eval_general_")})
 
 
 class PerplexityCallback(TrainerCallback):
