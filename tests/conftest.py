@@ -68,13 +68,27 @@ def tiny_model_dir(tmp_path_factory, default_model_dir, tokenizer):
 
 
 def run_script(*args, timeout=900, env=None, cwd=ROOT):
-    """Run a repository script (or any command) in a subprocess; returns CompletedProcess with text output."""
+    """Run a repository script (or any command) in a subprocess; returns CompletedProcess with text output.
+
+    The command runs in a session of its own that is killed whole on a timeout or an interrupt: subprocess.run would
+    kill only `make` itself and leave the python it started running on (and holding the CPU) after the test failed."""
     import os
+    import signal
     import subprocess
 
     command = [sys.executable, *map(str, args)] if str(args[0]).endswith(".py") else list(map(str, args))
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    with subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+                          start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except BaseException:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def lonely_copy(script, folder):

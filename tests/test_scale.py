@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, load_script, run_script, write_json
+from conftest import ROOT, load_script, run_script, run_sft, write_json
 
 sft = load_script("sft")
 estimate_memory = load_script("benchmarks/estimate_memory").estimate_memory
@@ -135,8 +135,12 @@ def launch(processes, model, data, output_dir, *extra):
              # whereas random and length-grouped orders depend on the process count; no dropout noise either
              "--train_sampling_strategy", "sequential", "--lora_dropout", "0", *extra]
     env = {"OMP_NUM_THREADS": "1"}  # the test machine is small: one thread per process
-    if processes == 1:
-        return run_script("sft.py", *flags, env=env)
+    if processes == 1:  # in this process: no start-up (~10 s); a failure is a non-zero code, as from a subprocess
+        try:
+            run_sft(*flags)
+        except (SystemExit, Exception) as error:
+            return subprocess.CompletedProcess(["sft.py", *flags], 1, "", f"{type(error).__name__}: {error}")
+        return subprocess.CompletedProcess(["sft.py", *flags], 0, "", "")
     # `--cpu` (or MULTI_CPU) would start ONE process in accelerate 1.15; --multi_gpu selects torchrun, and sft.py
     # trains on the CPU without CUDA, where accelerate picks gloo
     return run_script(sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",

@@ -297,8 +297,7 @@ def test_qlora_runs_on_cpu_and_its_adapter_loads_in_eval(tiny_model_dir, train_f
 @pytest.mark.parametrize("flag", ["--use_dora", "--use_rslora"])
 def test_dora_and_rslora_train(tiny_model_dir, train_file, tmp_path, flag):
     out = tmp_path / "out"
-    result = run_script(*tiny_command(tiny_model_dir, train_file, out, "--use_peft", flag, "--max_steps", "1"))
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_sft(*tiny_command(tiny_model_dir, train_file, out, "--use_peft", flag, "--max_steps", "1")[1:])  # no start-up
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["use_dora" if flag == "--use_dora" else "use_rslora"] is True
 
@@ -311,9 +310,8 @@ def test_unreachable_hub_dataset_is_a_clear_error(tiny_model_dir, tmp_path):
 
 
 def test_export_data_writes_messages_jsonl(tmp_path, train_file, tiny_model_dir):
-    result = run_script("sft.py", "--model_name_or_path", tiny_model_dir, "--dataset_name", train_file,
-                        "--export_data", tmp_path / "exported")
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_sft("--model_name_or_path", tiny_model_dir, "--dataset_name", train_file,  # in-process: no start-up
+            "--export_data", tmp_path / "exported")
     first = json.loads((tmp_path / "exported" / "train.jsonl").read_text().splitlines()[0])
     assert first["messages"][-1] == {"role": "assistant", "content": "1."}
 
