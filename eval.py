@@ -1025,6 +1025,62 @@ def real_database_path(database_dir, db_id):
     return path if path.is_file() else None
 
 
+def sql_query_database(row, database_dir):
+    """The database a row's query must run on for execution-guided decoding: a read-only copy of its real one, else
+    its schema's tables (empty); None when neither opens."""
+    import sqlite3
+
+    path = real_database_path(database_dir, row.get("db_id"))
+    if path is not None:
+        try:
+            return open_real_database(path)
+        except Exception:  # not a database: its schema, as below
+            pass
+    context = str(row.get("context") or "")
+    if not context.strip():
+        return None
+    conn = sqlite3.connect(":memory:")
+    # the schema comes from a data file: it may not attach (write) files either, as in sql_schema
+    guard_connection(conn, denied=(sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH, sqlite3.SQLITE_PRAGMA))
+    try:
+        conn.executescript(context)
+    except Exception:  # a schema that does not run (or holds a NUL): nothing to check queries against
+        conn.close()
+        return None
+    release_connection(conn)
+    return conn
+
+
+def row_databases(rows, indices, database_dir):
+    """(index, connection or None) for the given rows, grouped by real database so each is copied into memory once
+    and only one is held at a time; a schema-only row gets a fresh database of its own."""
+    order = sorted(indices, key=lambda i: str(real_database_path(database_dir, rows[i].get("db_id")) or ""))
+    current, conn = None, None
+    try:
+        for index in order:
+            path = real_database_path(database_dir, rows[index].get("db_id"))
+            if path is None or path != current:
+                if conn is not None:
+                    conn.close()
+                current, conn = path, sql_query_database(rows[index], database_dir)
+            yield index, conn
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def sql_runs(conn, query):
+    """Whether a model's query runs on conn (read-only, within SQL_TIMEOUT_SECONDS); it never raises."""
+    query = strip_sql(query)
+    if not query or len(query) > SQL_MAX_QUERY_CHARS:
+        return False
+    try:
+        run_sql(conn, query)
+        return True
+    except Exception:  # sqlite3.Error, ValueError (no rows, too many), UnicodeEncodeError
+        return False
+
+
 def metric_sql_execution_match(rows, database_dir=None):
     """Test-suite execution match; with database_dir, rows with a db_id also run on their real database."""
     missing, on_real = [], 0
@@ -1711,6 +1767,13 @@ class EvalArguments:
         default=None,
         metadata={"help": "Real SQLite databases in Spider's layout, DIR/<db_id>/<db_id>.sqlite: sql_execution_match "
                           "also runs rows with a db_id on a read-only copy of theirs."},
+    )
+    sql_execution_guided: int = field(
+        default=0,
+        metadata={"help": "Execution-guided decoding for text-to-SQL (Wang et al. 2018): where the greedy query does not "
+                          "run on its database (the real one in --sql_database_dir, else the row's schema, empty), "
+                          "take the first of N beam-search candidates that runs. Uses the database, never the "
+                          "reference; predictions.jsonl records which candidate was taken. 0: off."},
     )
     sandbox_total_timeout: float | None = field(
         default=None,
@@ -2627,6 +2690,58 @@ def generate(model, tokenizer, prompts, batch_size, max_new_tokens):
     return outputs
 
 
+def beam_candidates(model, tokenizer, prompts, num_beams, max_new_tokens):
+    """num_beams beam-search answers per prompt, best first (model.generate: our greedy loop has no beams)."""
+    import torch
+
+    seq2seq = model.config.is_encoder_decoder
+    encoded = [encoder_ids(tokenizer, p) if seq2seq else tokenizer(p, add_special_tokens=False)["input_ids"]
+               for p in prompts]
+    outputs = [[] for _ in prompts]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def step(batch):
+        width = max(len(encoded[i]) for i in batch)
+        side = (lambda ids, padding: ids + padding) if seq2seq else (lambda ids, padding: padding + ids)
+        input_ids = torch.tensor([side(encoded[i], [pad] * (width - len(encoded[i]))) for i in batch])
+        attention_mask = torch.tensor([side([1] * len(encoded[i]), [0] * (width - len(encoded[i]))) for i in batch])
+        with torch.inference_mode():
+            answers = model.generate(
+                input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
+                max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams, num_return_sequences=num_beams,
+                use_cache=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
+        answers = answers if seq2seq else answers[:, width:]
+        for k, sequence in enumerate(answers):
+            outputs[batch[k // num_beams]].append(tokenizer.decode(sequence, skip_special_tokens=True).strip())
+
+    # a batch holds num_beams sequences per prompt: DEFAULT_BATCH_SIZE sequences in all, similar lengths together
+    in_batches(sorted(range(len(prompts)), key=lambda i: len(encoded[i])), max(1, DEFAULT_BATCH_SIZE // num_beams),
+               step, "Beam search")
+    return outputs
+
+
+def sql_guided_predictions(model, tokenizer, rows, predictions, args):
+    """Execution-guided decoding (--sql_execution_guided N; Wang et al. 2018, "Robust Text-to-SQL Generation with
+    Execution-Guided Decoding"): a row whose greedy query does not run on its database gets N beam-search candidates,
+    and the first that runs replaces it. Only whether a query runs is used, never the reference or a result.
+
+    Returns (predictions, notes): per row its predictions.jsonl fields, sql_guided_candidate None (the greedy query
+    ran, or there is no database to run it on), 0 (no candidate ran either: the greedy query stays) or the 1-based rank
+    of the candidate taken, and greedy_prediction where it was retried."""
+    predictions, notes = list(predictions), [{"sql_guided_candidate": None} for _ in rows]
+    failing = [i for i, conn in row_databases(rows, range(len(rows)), args.sql_database_dir)
+               if conn is not None and not sql_runs(conn, predictions[i])]
+    logger.info(f"Execution-guided decoding: {len(failing)} of {len(rows)} greedy queries do not run; "
+                f"{args.sql_execution_guided} beam-search candidates each")
+    candidates = dict(zip(failing, beam_candidates(model, tokenizer, [rows[i]["prompt"] for i in failing],
+                                                   args.sql_execution_guided, args.max_new_tokens)))
+    for index, conn in row_databases(rows, failing, args.sql_database_dir):
+        rank = next((k for k, query in enumerate(candidates[index], 1) if sql_runs(conn, query)), 0)
+        notes[index] = {"sql_guided_candidate": rank, "greedy_prediction": predictions[index]}
+        predictions[index] = candidates[index][rank - 1] if rank else predictions[index]
+    return predictions, notes
+
+
 def in_given_batches(batches, step, desc):
     """Call step(batch) on batches already formed (prefix_batches), with in_batches' progress bar."""
     from tqdm.auto import tqdm
@@ -2755,7 +2870,7 @@ def evaluate(model_name, tokenizer, rows, metrics, args):
     generating = any(m in GENERATION_METRICS for m in metrics)
     with state.split_between_processes(list(range(len(rows)))) as mine:
         mine = list(mine)
-        nll, predictions = (0.0, 0), []
+        nll, predictions, notes = (0.0, 0), [], []
         if "perplexity" in metrics or (generating and args.backend == "transformers"):
             model, _ = load_model(model_name, args.dtype)
             if "perplexity" in metrics:
@@ -2763,24 +2878,33 @@ def evaluate(model_name, tokenizer, rows, metrics, args):
             if generating and args.backend == "transformers":
                 predictions = generate(model, tokenizer, [rows[i]["prompt"] for i in mine], args.batch_size,
                                        args.max_new_tokens)
+                if args.sql_execution_guided:
+                    predictions, notes = sql_guided_predictions(model, tokenizer, [rows[i] for i in mine],
+                                                                predictions, args)
             del model
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         if generating and args.backend == "vllm":
             predictions = generate_vllm(model_name, tokenizer, [rows[i]["prompt"] for i in mine],
                                         args.max_new_tokens, args.dtype, args.lora_rank)
-    parts = gather_object([(mine, predictions, nll)])
+    parts = gather_object([(mine, predictions, nll, notes)])
     if not state.is_main_process:
         return {}, rows
-    for indices, part_predictions, _ in parts:
+    for indices, part_predictions, _, part_notes in parts:
         for index, prediction in zip(indices, part_predictions):
             rows[index]["prediction"] = prediction
+        for index, note in zip(indices, part_notes):
+            rows[index].update(note)
     scores = {}
     if "perplexity" in metrics:
         total_nll, total_tokens = sum(part[2][0] for part in parts), sum(part[2][1] for part in parts)
         scores["perplexity"] = math.exp(total_nll / max(total_tokens, 1))
     if generating:
         scores.update(score_rows(rows, metrics, args))
+    if getattr(args, "sql_execution_guided", 0) and generating:
+        n = max(len(rows), 1)  # shares of all rows: greedy queries that did not run, and those a candidate replaced
+        scores["sql_guided_retried"] = sum(r.get("sql_guided_candidate") is not None for r in rows) / n
+        scores["sql_guided_replaced"] = sum(bool(r.get("sql_guided_candidate")) for r in rows) / n
     return scores, rows
 
 
@@ -2958,6 +3082,22 @@ def parse_batch_size(value):
     if size < 1:
         fail(f"--batch_size {value}: expected a whole number of at least 1, or auto")
     return size
+
+
+def check_sql_guided(args, metrics):
+    """--sql_execution_guided's one-line errors, before any model loads."""
+    guided = args.sql_execution_guided
+    if not guided:
+        return
+    if guided < 2:
+        fail(f"--sql_execution_guided {guided}: give the number of beam-search candidates, 2 or more (e.g. 4), "
+             "or 0 for greedy decoding only")
+    if not {"sql_execution_match", "sql_exact_match"} & set(metrics):
+        fail("--sql_execution_guided: only text-to-SQL rows are guided; add sql_execution_match to --metrics")
+    if args.predictions:
+        fail("--sql_execution_guided: --predictions re-scores saved queries and generates none; drop one of the two")
+    if args.backend != "transformers":
+        fail(f"--sql_execution_guided: --backend {args.backend} has no beam candidates here; use --backend transformers")
 
 
 def check_backend(args):
@@ -3321,6 +3461,7 @@ def main(args):
             fail(f"--metrics {metric} needs the {module} package: pip install {package}")
     if args.sql_database_dir and not Path(args.sql_database_dir).is_dir():
         fail(f"--sql_database_dir {args.sql_database_dir}: no such folder (expected <db_id>/<db_id>.sqlite inside)")
+    check_sql_guided(args, metrics)
     reporters = parse_reporters(args.report_to)
     args.sandbox_budget = {}  # execution_accuracy's time left, shared by the base's and the model's rows
     if "wandb" in reporters and main_process():
