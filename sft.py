@@ -1015,6 +1015,20 @@ def save_final(trainer, output_dir, tokenizer, model_name):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def push_output(trainer, output_dir, training_args):
+    """Upload the finished output folder as it is (--push_to_hub). Not trainer.push_to_hub: it saves the model again
+    first, which writes this machine's cache path back into adapter_config.json as the base, and replaces our model
+    card (metrics, base model, the command) with TRL's."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=training_args.hub_token or hub_token_from_env())
+    repo_id = getattr(trainer, "hub_model_id", None) or training_args.hub_model_id or Path(output_dir).name
+    repo_id = api.create_repo(repo_id, private=training_args.hub_private_repo, exist_ok=True).repo_id
+    api.upload_folder(repo_id=repo_id, folder_path=str(output_dir), commit_message="sft.py: final model",
+                      ignore_patterns=["checkpoint-*", "checkpoint-*/**", ".*", "runs/**", "wandb/**"])
+    logger.info(f"Pushed {output_dir} to https://huggingface.co/{repo_id}")
+
+
 EXPORT_CHECK_PROMPTS = 5  # the first eval prompts saved with each run, for export.py's check of its exports
 SAMPLE_PROMPTS_FILE = "sample_prompts.jsonl"
 
@@ -2029,8 +2043,8 @@ def main(script_args, training_args, model_args, extra):
         sampled, sampled_split = (eval_raw, "eval") if eval_raw is not None else (train_raw, "train")
         save_outputs(trainer, state, tokenizer, model_name, metrics, stats, sampled, sampled_split, script_args,
                      training_args, model_args, extra)
-        if training_args.push_to_hub:
-            trainer.push_to_hub(dataset_name=script_args.dataset_name)
+        if training_args.push_to_hub and state.is_main_process:
+            push_output(trainer, output_dir, training_args)
         state.wait_for_everyone()
     logger.info(f"Done: model in {output_dir}" + (f" (train loss {metrics.get('train_loss'):.4f})"
                                                    if "train_loss" in metrics else ""))

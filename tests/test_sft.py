@@ -330,3 +330,31 @@ def test_columns_with_mixed_types_load_as_text(tmp_path):
                                                  {"prompt": "c", "completion": "d", "gold": "yes"}], lines=True)
     dataset = sft.load_raw_dataset(str(path))["train"]
     assert dataset["gold"] == ["0.5", "yes"]
+
+
+def test_push_uploads_the_finished_folder_as_it_is(tmp_path, monkeypatch):
+    """--push_to_hub uploads the output folder sft.py finished (its card, the adapter's base named by its alias),
+    without checkpoints or hidden temporaries; trainer.push_to_hub would save the model again over both."""
+    import huggingface_hub
+
+    calls = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls["token"] = token
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            calls["create"] = (repo_id, private, exist_ok)
+            return huggingface_hub.RepoUrl(f"https://huggingface.co/me/{repo_id}")
+
+        def upload_folder(self, **kwargs):
+            calls["upload"] = kwargs
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setenv("HF_TOKEN", "secret")
+    args = SimpleNamespace(hub_token=None, hub_model_id=None, hub_private_repo=True)
+    sft.push_output(SimpleNamespace(hub_model_id=None), tmp_path / "my-run", args)
+    assert calls["token"] == "secret" and calls["create"] == ("my-run", True, True)
+    upload = calls["upload"]
+    assert upload["repo_id"] == "me/my-run" and upload["folder_path"] == str(tmp_path / "my-run")
+    assert {"checkpoint-*", ".*"} <= set(upload["ignore_patterns"])
