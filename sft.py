@@ -997,7 +997,9 @@ def save_final(trainer, output_dir, tokenizer, model_name):
     trainer.accelerator.wait_for_everyone()
     if trainer.is_fsdp_enabled:  # checkpoints may be sharded; the final model must be one full state dict
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-    trainer.save_model(str(tmp))
+    # _internal_call: a user's save_model also pushes with --push_to_hub, saving the model into output_dir again on
+    # the way; push_output uploads the finished folder instead
+    trainer.save_model(str(tmp), _internal_call=True)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(tmp))
         adapter_config = tmp / "adapter_config.json"
