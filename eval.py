@@ -2648,6 +2648,18 @@ def prefix_batches(encoded, batch_size):
     return [sorted(batch, key=lambda i: len(encoded[i])) for batch in batches]
 
 
+def padded_batch(sequences, pad, seq2seq):
+    """(input_ids, attention_mask) of token lists: a decoder continues its prompt, so pads go left; an encoder reads
+    its input whole, padded right as in training."""
+    import torch
+
+    width = max(map(len, sequences))
+    side = (lambda ids, padding: ids + padding) if seq2seq else (lambda ids, padding: padding + ids)
+    input_ids = torch.tensor([side(ids, [pad] * (width - len(ids))) for ids in sequences])
+    attention_mask = torch.tensor([side([1] * len(ids), [0] * (width - len(ids))) for ids in sequences])
+    return input_ids, attention_mask
+
+
 def generate(model, tokenizer, prompts, batch_size, max_new_tokens):
     """Greedy generation with a KV cache, stopping at EOS: our decoding loop in batches of prompts that share a prefix
     (prefix_batches), model.generate in batches of similar length.
@@ -2666,11 +2678,8 @@ def generate(model, tokenizer, prompts, batch_size, max_new_tokens):
     pad = tokenizer.pad_token_id
 
     def step(batch):
-        width = max(len(encoded[i]) for i in batch)
-        # a decoder continues its prompt, so pads go left; an encoder reads its input whole, padded right as in training
-        side = (lambda ids, padding: ids + padding) if seq2seq else (lambda ids, padding: padding + ids)
-        input_ids = torch.tensor([side(encoded[i], [pad] * (width - len(encoded[i]))) for i in batch])
-        attention_mask = torch.tensor([side([1] * len(encoded[i]), [0] * (width - len(encoded[i]))) for i in batch])
+        input_ids, attention_mask = padded_batch([encoded[i] for i in batch], pad, seq2seq)
+        width = input_ids.shape[1]
         with torch.inference_mode():
             if own_loop:
                 answers = greedy_decode(model, input_ids, attention_mask, max_new_tokens, tokenizer.eos_token_id)
@@ -2701,10 +2710,8 @@ def beam_candidates(model, tokenizer, prompts, num_beams, max_new_tokens):
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     def step(batch):
-        width = max(len(encoded[i]) for i in batch)
-        side = (lambda ids, padding: ids + padding) if seq2seq else (lambda ids, padding: padding + ids)
-        input_ids = torch.tensor([side(encoded[i], [pad] * (width - len(encoded[i]))) for i in batch])
-        attention_mask = torch.tensor([side([1] * len(encoded[i]), [0] * (width - len(encoded[i]))) for i in batch])
+        input_ids, attention_mask = padded_batch([encoded[i] for i in batch], pad, seq2seq)
+        width = input_ids.shape[1]
         with torch.inference_mode():
             answers = model.generate(
                 input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
