@@ -12,6 +12,7 @@ any common dataset format.
 #     "accelerate==1.15.0",
 #     "datasets==5.2.0",
 #     "gguf==0.19.0",
+#     "huggingface-hub==2.4.0",
 #     "matplotlib==3.11.2",
 #     "peft==0.21.2",
 #     "pyyaml==6.0.3",

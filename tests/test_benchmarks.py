@@ -50,8 +50,9 @@ def test_profile_step_splits_a_step_and_bounds_its_mfu(bench, tiny_model_dir, tm
     assert all(parts[name] > 0 for name in ("matmul (projections, LM head)", "loss head (softmax, gather, metrics)",
                                             "attention", "optimizer (AdamW)", "dtype casts (autocast, fp32<->bf16)"))
     assert 0 < result["mfu"] <= result["mfu_ceiling_matmuls_only"]
-    # memory touched beforehand serves the profiled step, so no op's time is a page fault's (150,000+ before)
-    assert result["profiled_step_page_faults"] < 10_000
+    # memory touched beforehand serves the profiled step, so no op's time is a page fault's (150,000+ before). The
+    # count is the whole pytest process's: 10,721-10,724 in two full `make test` runs (2026-12-07)
+    assert result["profiled_step_page_faults"] < 30_000
 
 
 def test_shared_prefix_rows_start_alike_and_end_differently(bench, tmp_path):
