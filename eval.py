@@ -2875,6 +2875,8 @@ def evaluate(model_name, tokenizer, rows, metrics, args):
     state = process_state()
     rows = [dict(row) for row in rows]
     generating = any(m in GENERATION_METRICS for m in metrics)
+    # only SQL rows are guided: the general set's generations (--general_eval) stay greedy and unlabelled
+    guided = args.sql_execution_guided and {"sql_execution_match", "sql_exact_match"} & set(metrics)
     with state.split_between_processes(list(range(len(rows)))) as mine:
         mine = list(mine)
         nll, predictions, notes = (0.0, 0), [], []
@@ -2885,7 +2887,7 @@ def evaluate(model_name, tokenizer, rows, metrics, args):
             if generating and args.backend == "transformers":
                 predictions = generate(model, tokenizer, [rows[i]["prompt"] for i in mine], args.batch_size,
                                        args.max_new_tokens)
-                if args.sql_execution_guided:
+                if guided:
                     predictions, notes = sql_guided_predictions(model, tokenizer, [rows[i] for i in mine],
                                                                 predictions, args)
             del model
@@ -2908,7 +2910,7 @@ def evaluate(model_name, tokenizer, rows, metrics, args):
         scores["perplexity"] = math.exp(total_nll / max(total_tokens, 1))
     if generating:
         scores.update(score_rows(rows, metrics, args))
-    if getattr(args, "sql_execution_guided", 0) and generating:
+    if guided and generating:
         n = max(len(rows), 1)  # shares of all rows: greedy queries that did not run, and those a candidate replaced
         scores["sql_guided_retried"] = sum(r.get("sql_guided_candidate") is not None for r in rows) / n
         scores["sql_guided_replaced"] = sum(bool(r.get("sql_guided_candidate")) for r in rows) / n
